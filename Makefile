@@ -1,0 +1,54 @@
+# Atelier's two commands. Both create .venv when it is missing and install the project.
+#   make train   install, write the bundled sample if data/01_raw/images is empty, run the
+#                main job (kedro run --pipeline=train)
+#   make test    install with the test extras and run the whole test suite
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+KEDRO := $(VENV)/bin/kedro
+# No telemetry prompt from kedro-telemetry (CI has no terminal to answer it).
+export KEDRO_DISABLE_TELEMETRY := true
+export PYTHONUNBUFFERED := 1
+
+.PHONY: train test install install-test sample standin-weights mlflow-ui clean
+
+$(PYTHON):
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+
+# Re-install only when pyproject.toml changes (the stamp files record the last install).
+$(VENV)/.installed: pyproject.toml | $(PYTHON)
+	$(PYTHON) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(PYTHON)
+	$(PYTHON) -m pip install --quiet -e ".[test]"
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+sample: install
+	@if [ -z "$$(find data/01_raw/images -type f 2>/dev/null | head -n 1)" ]; then \
+		$(KEDRO) run --pipeline=sample_data; \
+	else \
+		echo "data/01_raw/images already holds images; not writing the bundled sample."; \
+	fi
+
+train: sample
+	$(KEDRO) run --pipeline=train
+
+test: install-test
+	$(PYTHON) -m pytest
+
+# Offline stand-in for pytorch-fid's Inception weights (NOT the real FID network; see README).
+standin-weights: install
+	$(PYTHON) scripts/build_standin_inception.py --torch-home .torch-standin
+
+mlflow-ui: install
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+clean:
+	rm -rf data/02_intermediate/* data/03_primary/* data/04_feature/* data/06_models/* data/08_reporting/*

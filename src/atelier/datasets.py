@@ -1,0 +1,84 @@
+"""Kedro datasets for the files Atelier's catalog names that kedro-datasets has no type for.
+
+- ``TorchDataset``: a dict of tensors and plain values, saved with ``torch.save``
+  atomically and loaded with ``torch.load(weights_only=True)`` (no pickle code runs).
+- ``ImageFolderDataset``: a folder of image files as ``{relative path: encoded bytes}``;
+  saving rewrites only files whose bytes differ, so re-running a writer is idempotent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import torch
+from kedro.io import AbstractDataset, DatasetError
+
+from atelier.core.storage import write_atomically
+
+
+class TorchDataset(AbstractDataset[dict, dict]):
+    """A ``dict`` of tensors and plain Python values in one ``.pt`` file.
+
+    Example catalog entry::
+
+        primary_images:
+          type: atelier.datasets.TorchDataset
+          filepath: data/03_primary/images.pt
+    """
+
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        self._filepath = Path(filepath)
+        self.metadata = metadata
+
+    def load(self) -> dict:
+        if not self._filepath.exists():
+            raise DatasetError(
+                f"{self._filepath} does not exist. Run the pipeline that writes it first "
+                "(see conf/base/catalog.yml)."
+            )
+        return torch.load(self._filepath, map_location="cpu", weights_only=True)
+
+    def save(self, data: dict) -> None:
+        write_atomically(self._filepath, lambda handle: torch.save(data, handle))
+
+    def _exists(self) -> bool:
+        return self._filepath.exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}
+
+
+class ImageFolderDataset(AbstractDataset[dict, dict]):
+    """A folder of encoded image files, as ``{relative POSIX path: bytes}``.
+
+    ``save`` writes only files that are missing or whose bytes differ (atomically), and
+    never deletes files it was not given: a studio's own images in the same folder are safe.
+    """
+
+    def __init__(self, path: str, metadata: dict[str, Any] | None = None) -> None:
+        self._path = Path(path)
+        self.metadata = metadata
+
+    def load(self) -> dict[str, bytes]:
+        return {
+            file.relative_to(self._path).as_posix(): file.read_bytes()
+            for file in sorted(self._path.rglob("*"))
+            if file.is_file()
+        }
+
+    def save(self, data: dict[str, bytes]) -> None:
+        for relative, content in data.items():
+            relative_path = PurePosixPath(relative)
+            if relative_path.is_absolute() or ".." in relative_path.parts:
+                raise DatasetError(f"Refusing to write {relative!r} outside {self._path}.")
+            target = self._path / relative_path
+            if target.is_file() and target.read_bytes() == content:
+                continue
+            write_atomically(target, lambda handle, content=content: handle.write(content))
+
+    def _exists(self) -> bool:
+        return self._path.is_dir() and any(p.is_file() for p in self._path.rglob("*"))
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path)}

@@ -1,0 +1,1 @@
+"""Kedro pipelines: thin wiring around ``atelier.core``."""
