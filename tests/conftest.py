@@ -1,0 +1,56 @@
+"""Shared test fixtures.
+
+Pipelines are run for real with ``kedro run`` in a subprocess, inside a throw-away copy of
+the project (its ``conf/`` and ``pyproject.toml``; the package itself is installed in the
+virtual environment), so tests never touch the working tree's ``data/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def test_env(**extra: str) -> dict[str, str]:
+    """The environment a pipeline subprocess runs with: no telemetry, no stray tracking URI."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    env.update(KEDRO_DISABLE_TELEMETRY="true", PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def make_project_copy(destination: Path) -> Path:
+    """Copy what ``kedro run`` needs (conf/, pyproject.toml) into ``destination``."""
+    destination.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(PROJECT_ROOT / "conf", destination / "conf", ignore=shutil.ignore_patterns("local"))
+    (destination / "conf" / "local").mkdir(exist_ok=True)
+    shutil.copy2(PROJECT_ROOT / "pyproject.toml", destination / "pyproject.toml")
+    for layer in ("01_raw", "02_intermediate", "03_primary", "04_feature", "06_models", "08_reporting"):
+        (destination / "data" / layer).mkdir(parents=True, exist_ok=True)
+    return destination
+
+
+def run_kedro(project: Path, *args: str, env: dict[str, str] | None = None, check: bool = True,
+              timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run ``kedro <args>`` in ``project``; on failure (when ``check``) show its output."""
+    result = subprocess.run(
+        [str(BIN / "kedro"), *args], cwd=project, env=env or test_env(),
+        capture_output=True, text=True, timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        pytest.fail(f"kedro {' '.join(args)} failed ({result.returncode}):\n"
+                    f"{result.stdout[-6000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+@pytest.fixture
+def kedro_project(tmp_path: Path) -> Path:
+    """A fresh copy of the project to run pipelines in."""
+    return make_project_copy(tmp_path / "project")
