@@ -54,3 +54,55 @@ def run_kedro(project: Path, *args: str, env: dict[str, str] | None = None, chec
 def kedro_project(tmp_path: Path) -> Path:
     """A fresh copy of the project to run pipelines in."""
     return make_project_copy(tmp_path / "project")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path):
+    """A real ``mlflow server`` (SQLite backend, temporary artifact root) on 127.0.0.1.
+
+    Yields its URL; the server is stopped at the end of the test, even when it fails.
+    """
+    import time
+    import urllib.request
+
+    port = _free_port()
+    root = tmp_path / "mlflow-server"
+    root.mkdir()
+    log = open(root / "server.log", "w")  # noqa: SIM115 - closed in the finaliser below
+    process = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1"],
+        cwd=root, stdout=log, stderr=subprocess.STDOUT, env=test_env(), start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mlflow server did not start:\n{(root / 'server.log').read_text()[-4000:]}")
+                time.sleep(0.3)
+        yield url
+    finally:
+        import os
+        import signal
+
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()

@@ -1,11 +1,21 @@
 """Project settings. See https://docs.kedro.org/en/stable/configure/configuration_basics/"""
 
 from kedro.config import OmegaConfigLoader
+from omegaconf.resolvers import oc
+
+from atelier.hooks import LineageHook
+
+# kedro-mlflow's hook comes in through its entry point; ours adds lineage tags.
+HOOKS = (LineageHook(),)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
-    # conf/<env>/mlflow.yml is read by kedro-mlflow's hook (registered through its entry point).
     "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**"]},
+    # Environments (conf/ci, conf/local) override single keys, not whole sections.
+    "merge_strategy": {"parameters": "soft"},
+    # Kedro allows ${oc.env:...} only in credentials; conf/*/mlflow.yml uses it so that
+    # MLFLOW_TRACKING_URI overrides the embedded SQLite store.
+    "custom_resolvers": {"oc.env": oc.env},
 }

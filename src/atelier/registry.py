@@ -1,0 +1,180 @@
+"""Model registry logic: log the generator as a pyfunc model, register it, and promote it.
+
+Every new version gets the alias ``challenger``. It takes ``champion`` only when its FID
+is lower than the current champion's by at least ``min_fid_improvement`` (or when there
+is no champion). The read-compare-write of the champion runs under a lock held on the
+tracking server itself (a lock entry created with ``create_registered_model``, which the
+server's database lets only one caller create), so two registrations racing from
+different machines cannot leave a champion with a worse FID.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from atelier.mlflow_model import GENERATOR_ARTIFACT, GeneratorModel
+
+logger = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    """Whether a candidate becomes champion, and why (written to the run and the version)."""
+
+    promote: bool
+    reason: str
+
+
+def decide_promotion(
+    candidate_fid: float, champion_fid: float | None, min_fid_improvement: float
+) -> PromotionDecision:
+    """Promote when there is no champion, or when FID drops by at least the margin.
+
+    Lower FID is better. A non-finite candidate FID is never promoted.
+    """
+    if not np.isfinite(candidate_fid):
+        return PromotionDecision(False, f"candidate FID {candidate_fid} is not finite")
+    if champion_fid is None:
+        return PromotionDecision(True, f"no champion yet; FID {candidate_fid:.4f}")
+    needed = champion_fid - min_fid_improvement
+    if candidate_fid <= needed:
+        return PromotionDecision(
+            True,
+            f"FID {candidate_fid:.4f} beats champion's {champion_fid:.4f} by "
+            f"{champion_fid - candidate_fid:.4f} (>= min_fid_improvement {min_fid_improvement})",
+        )
+    return PromotionDecision(
+        False,
+        f"FID {candidate_fid:.4f} does not beat champion's {champion_fid:.4f} by "
+        f"min_fid_improvement {min_fid_improvement} (needed <= {needed:.4f})",
+    )
+
+
+@contextmanager
+def promotion_lock(
+    client: MlflowClient, model_name: str, timeout_s: float = 300.0, stale_after_s: float = 600.0
+) -> Iterator[None]:
+    """Hold the promotion lock for ``model_name`` on the tracking server.
+
+    The lock is a registered model named ``<model_name>-promotion-lock``: creating it
+    succeeds for exactly one caller (a unique key in the server's database); the others
+    wait and retry. A lock older than ``stale_after_s`` (its holder crashed) is broken.
+    """
+    lock_name = f"{model_name}-promotion-lock"
+    holder = f"{socket.gethostname()}:{os.getpid()}"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            client.create_registered_model(
+                lock_name,
+                tags={"holder": holder, "acquired_at": f"{time.time():.3f}"},
+                description=f"Held by {holder} while it decides {model_name}'s champion; "
+                "deleted right after. Safe to delete if older than a few minutes.",
+            )
+            break
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        try:
+            acquired_at = float(client.get_registered_model(lock_name).tags.get("acquired_at", "0"))
+            if time.time() - acquired_at > stale_after_s:
+                logger.warning("Breaking a stale promotion lock %s (held since %.0f).", lock_name, acquired_at)
+                client.delete_registered_model(lock_name)
+                continue
+        except MlflowException:
+            continue  # released between our create and our read: try again at once
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"Could not take the promotion lock {lock_name!r} within {timeout_s:.0f} s. "
+                "If no registration is running, delete that registered model and retry."
+            )
+        time.sleep(0.1 + random.random() * 0.2)
+    try:
+        yield
+    finally:
+        client.delete_registered_model(lock_name)
+
+
+def champion_fid(client: MlflowClient, model_name: str) -> tuple[str | None, float | None]:
+    """The current champion's version and FID (from its ``fid`` tag), or ``(None, None)``."""
+    try:
+        version = client.get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException:
+        return None, None
+    fid = version.tags.get("fid")
+    return version.version, (float(fid) if fid is not None else None)
+
+
+def log_generator_model(generator: dict, model_name: str, seeds_example: int = 4):
+    """Log ``generator`` ({"config", "state_dict"}) to the active run as a pyfunc model.
+
+    The model is registered as a new version of ``model_name``. The signature and input
+    example come from running the model on a few seeds. Returns MLflow's ``ModelInfo``.
+    """
+    example = pd.DataFrame({"seed": np.arange(seeds_example, dtype=np.int64),
+                            "truncation": np.zeros(seeds_example, dtype=np.float64)})
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / "generator.pt"
+        torch.save(generator, weights)
+        python_model = GeneratorModel()
+        python_model.load_context(
+            type("Context", (), {"artifacts": {GENERATOR_ARTIFACT: str(weights)}, "model_config": {}})()
+        )
+        signature = infer_signature(example, python_model.predict(None, example))
+        return mlflow.pyfunc.log_model(
+            name="generator",
+            python_model=GeneratorModel(),
+            artifacts={GENERATOR_ARTIFACT: str(weights)},
+            signature=signature,
+            input_example=example,
+            registered_model_name=model_name,
+            pip_requirements=[f"torch>={torch.__version__.split('+')[0]}", "numpy", "pandas",
+                              f"mlflow>={mlflow.__version__}"],
+            code_paths=[str(Path(__file__).parent)],
+        )
+
+
+def promote_if_better(
+    client: MlflowClient, model_name: str, version: str, fid: float, min_fid_improvement: float
+) -> PromotionDecision:
+    """Give ``version`` the challenger alias, and the champion alias if it beats the champion.
+
+    Runs under :func:`promotion_lock`; the decision and its reason become the version's
+    description.
+    """
+    client.set_registered_model_alias(model_name, CHALLENGER, version)
+    with promotion_lock(client, model_name):
+        current, current_fid = champion_fid(client, model_name)
+        decision = decide_promotion(fid, current_fid, min_fid_improvement)
+        if decision.promote:
+            client.set_registered_model_alias(model_name, CHAMPION, version)
+    verdict = "promoted to champion" if decision.promote else "challenger only"
+    previous = f" (champion was version {current})" if current else ""
+    client.update_model_version(model_name, version, description=f"{verdict}: {decision.reason}{previous}")
+    logger.info("%s version %s: %s%s", model_name, version, verdict, previous)
+    return decision
+
+
+def decision_record(model_name: str, version: str, decision: PromotionDecision) -> dict:
+    """The registration outcome as a plain dict (written to data/08_reporting)."""
+    return {"model_name": model_name, "version": int(version), **asdict(decision)}
