@@ -32,6 +32,8 @@ def make_project_copy(destination: Path) -> Path:
     shutil.copytree(PROJECT_ROOT / "conf", destination / "conf", ignore=shutil.ignore_patterns("local"))
     (destination / "conf" / "local").mkdir(exist_ok=True)
     shutil.copy2(PROJECT_ROOT / "pyproject.toml", destination / "pyproject.toml")
+    # Kedro insists that the source folder exists; the package is imported from the venv.
+    (destination / "src").mkdir(exist_ok=True)
     for layer in ("01_raw", "02_intermediate", "03_primary", "04_feature", "06_models", "08_reporting"):
         (destination / "data" / layer).mkdir(parents=True, exist_ok=True)
     return destination
@@ -106,3 +108,39 @@ def mlflow_server(tmp_path: Path):
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         log.close()
+
+
+# Half the calibration images of the script's default: the build is 2x faster, and the
+# tests that rely on this file check it separates noise from digits.
+STANDIN_CALIBRATION_IMAGES = 32
+
+
+@pytest.fixture(scope="session")
+def standin_torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TORCH_HOME holding stand-in FID Inception weights (scripts/build_standin_inception.py),
+    built once per session, where pytorch-fid and Atelier both look for the real file."""
+    sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
+    try:
+        from build_standin_inception import build_standin_inception
+    finally:
+        sys.path.remove(str(PROJECT_ROOT / "scripts"))
+    torch_home = tmp_path_factory.mktemp("torch_home")
+    build_standin_inception(torch_home, seed=0, calibration_images=STANDIN_CALIBRATION_IMAGES)
+    return torch_home
+
+
+@pytest.fixture(scope="session")
+def shared_tracking_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A ``run_kedro`` environment whose MLflow store is shared by the whole session: a
+    fresh SQLite store costs every new project copy ~5 s of schema migrations."""
+    store = tmp_path_factory.mktemp("mlflow_store") / "mlflow.db"
+    return test_env(MLFLOW_TRACKING_URI=f"sqlite:///{store}")
+
+
+@pytest.fixture(scope="session")
+def sample_images_dir(tmp_path_factory: pytest.TempPathFactory, shared_tracking_env) -> Path:
+    """The bundled sample (1,797 digit PNGs under <label>/), written once per session by a
+    real ``kedro run --pipeline=sample_data``. Copy it; don't modify it."""
+    project = make_project_copy(tmp_path_factory.mktemp("sample_project") / "project")
+    run_kedro(project, "run", "--pipeline=sample_data", env=shared_tracking_env)
+    return project / "data" / "01_raw" / "images"

@@ -1,0 +1,115 @@
+"""Inspect every file of the image source: what it is, and whether training can use it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from atelier.core import images
+from atelier.errors import DataSourceError
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_COLUMNS = ["path", "sha256", "bytes", "width", "height", "mode", "status"]
+
+_HOW_TO_FIX = (
+    "Run 'kedro run --pipeline=sample_data' for the bundled sample, or set "
+    "ingestion.source in conf/base/parameters_data_ingestion.yml."
+)
+# Statuses that mean "this is not an image at all", as opposed to an image we reject.
+_NOT_IMAGES = {"empty", "not_an_image", "unreadable"}
+
+
+def inspect_source(ingestion: dict, resolution: int, workers: int | None) -> pd.DataFrame:
+    """Inspect every file under ``ingestion.source`` (extracting it first if it is an archive).
+
+    Args:
+        ingestion: ``params:ingestion`` (source, extract_dir, max_image_pixels,
+            max_file_bytes, allow_upscale).
+        resolution: ``params:preprocessing.resolution``; smaller images are ``too_small``
+            unless ``allow_upscale``.
+        workers: ``params:preprocessing.workers``; decoding processes, None = one per core.
+
+    Returns:
+        One row per file, in path order: the manifest columns plus ``detail`` (why a file
+        was rejected, in words).
+
+    Raises:
+        DataSourceError: The source is missing, holds no files, or holds nothing that is
+            an image. ``UnsafeArchiveError`` for an archive with entries that would land
+            outside ``extract_dir``.
+    """
+    source = Path(ingestion["source"])
+    if not source.exists():
+        raise DataSourceError(f"The image source {source} does not exist. {_HOW_TO_FIX}")
+    if images.is_archive(source):
+        images.extract_archive(source, ingestion["extract_dir"])
+    elif not source.is_dir():
+        raise DataSourceError(
+            f"The image source {source} is neither a folder nor an archive "
+            f"({', '.join(images.ARCHIVE_SUFFIXES)}). {_HOW_TO_FIX}"
+        )
+    root = images.image_root(source, ingestion["extract_dir"])
+    inspections = images.scan_images(
+        root,
+        max_file_bytes=ingestion["max_file_bytes"],
+        max_image_pixels=ingestion["max_image_pixels"],
+        min_side=0 if ingestion["allow_upscale"] else int(resolution),
+        workers=workers,
+    )
+    if all(found.status in _NOT_IMAGES for found in inspections):
+        held = f" (it holds {len(inspections)} files, none of them an image)" if inspections else ""
+        raise DataSourceError(f"No images found under {source}{held}. {_HOW_TO_FIX}")
+    table = pd.DataFrame([asdict(found) for found in inspections])
+    # Nullable integers: rejected files have no size, and parquet keeps the type either way.
+    return table.astype({"bytes": "int64", "width": "Int64", "height": "Int64"})
+
+
+def build_manifest(inspected_files: pd.DataFrame) -> pd.DataFrame:
+    """The manifest: one row per file with exactly :data:`MANIFEST_COLUMNS`, in path order."""
+    manifest = inspected_files[MANIFEST_COLUMNS].sort_values("path", ignore_index=True)
+    counts = manifest["status"].value_counts()
+    rejected = len(manifest) - int(counts.get("ok", 0))
+    logger.info("Manifest: %d files, %d ok, %d rejected (%s).", len(manifest),
+                int(counts.get("ok", 0)), rejected,
+                ", ".join(f"{status}: {n}" for status, n in counts.items() if status != "ok") or "none")
+    return manifest
+
+
+def _cell(text: object) -> str:
+    # Paths may hold characters that break a markdown table row.
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def report_rejections(inspected_files: pd.DataFrame, source: str) -> str:
+    """A markdown report: files per status, then every rejected file with the reason.
+
+    Args:
+        inspected_files: The output of :func:`inspect_source`.
+        source: ``params:ingestion.source``, named in the report's heading.
+    """
+    counts = inspected_files["status"].value_counts()
+    rejected = inspected_files[inspected_files["status"] != "ok"]
+    lines = [
+        "# Rejected files",
+        "",
+        f"Source: `{source}`. {len(inspected_files)} files: {int(counts.get('ok', 0))} ok, "
+        f"{len(rejected)} rejected.",
+        "",
+        "| status | files |",
+        "| --- | ---: |",
+        *(f"| {status} | {int(counts[status])} |" for status in images.STATUSES if status in counts),
+        "",
+        "## Rejected files",
+        "",
+    ]
+    if rejected.empty:
+        lines.append("No file was rejected.")
+    else:
+        lines += ["| path | status | reason |", "| --- | --- | --- |"]
+        lines += [f"| {_cell(row.path)} | {row.status} | {_cell(row.detail)} |"
+                  for row in rejected.itertuples()]
+    return "\n".join(lines) + "\n"

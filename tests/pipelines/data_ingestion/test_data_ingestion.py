@@ -1,0 +1,145 @@
+"""data_ingestion: one manifest row per file with the right status, safe archives, clear errors."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+
+import pandas as pd
+import pytest
+from conftest import make_project_copy, run_kedro
+from image_cases import RESOLUTION, encode, gradient, write_image_cases
+
+from atelier.errors import DataSourceError
+from atelier.pipelines.data_ingestion.nodes import (
+    MANIFEST_COLUMNS,
+    build_manifest,
+    inspect_source,
+    report_rejections,
+)
+
+EXTRACT_DIR = "data/02_intermediate/extracted"
+MANIFEST = "data/02_intermediate/manifest.parquet"
+
+
+def snapshot(folder):
+    """Every path under ``folder`` with its mtime, MLflow's artifact store aside."""
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if "mlruns" not in p.parts}
+
+
+def ingestion_params(source, tmp_path, **overrides) -> dict:
+    params = {"source": str(source), "extract_dir": str(tmp_path / "extracted"),
+              "max_image_pixels": 89_478_485, "max_file_bytes": 104_857_600,
+              "allow_upscale": False}
+    return {**params, **overrides}
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory, sample_images_dir, shared_tracking_env):
+    """A project whose source holds the digits plus every image case, after one real
+    ``kedro run --pipeline=data_ingestion``: (project, {path: expected status})."""
+    project = make_project_copy(tmp_path_factory.mktemp("ingestion") / "project")
+    images = project / "data" / "01_raw" / "images"
+    shutil.copytree(sample_images_dir, images)
+    expected = {p.relative_to(images).as_posix(): "ok" for p in images.rglob("*.png")}
+    expected.update(write_image_cases(images, duplicate_of=images / "3" / "0003.png"))
+    run_kedro(project, "run", "--pipeline=data_ingestion", env=shared_tracking_env)
+    return project, expected
+
+
+def test_digits_plus_every_bad_kind_gives_one_row_per_file(ingested):
+    project, expected = ingested
+    files = [p for p in (project / "data/01_raw/images").rglob("*") if p.is_file()]
+    manifest = pd.read_parquet(project / MANIFEST)
+    assert list(manifest.columns) == MANIFEST_COLUMNS
+    assert len(manifest) == len(files) == 1797 + 23
+    assert manifest["path"].tolist() == sorted(expected)  # relative, POSIX, in path order
+    assert dict(zip(manifest["path"], manifest["status"], strict=True)) == expected
+    rows = manifest.set_index("path")
+    assert rows.loc["modes/gray16.png", "mode"] == "I;16"
+    assert (rows.loc["exif/rotated.jpg", "width"], rows.loc["exif/rotated.jpg", "height"]) == (64, 48)
+    assert (rows.loc["0/0000.png", "width"], rows.loc["0/0000.png", "mode"]) == (64, "L")
+
+    report = (project / "data/08_reporting/rejected_files.md").read_text()
+    for path, status in expected.items():
+        if status != "ok":
+            assert f"| {path} | {status} |" in report
+    assert "| too_large | 1 |" in report and "| duplicate | 1 |" in report
+    assert "same bytes as 3/0003.png" in report
+
+
+def test_zip_with_parent_path_fails_clearly_and_writes_nothing(ingested, shared_tracking_env):
+    project, _ = ingested
+    upload = project / "data" / "01_raw" / "upload.zip"
+    with zipfile.ZipFile(upload, "w") as archive:
+        archive.writestr("good/one.png", encode(gradient(40, 40)))
+        archive.writestr(zipfile.ZipInfo("../evil.png"), b"payload")
+    before = snapshot(project.parent)
+
+    result = run_kedro(project, "run", "--pipeline=data_ingestion",
+                       "--params=ingestion.source=data/01_raw/upload.zip",
+                       env=shared_tracking_env, check=False)
+
+    assert result.returncode != 0
+    assert "UnsafeArchiveError" in result.stderr
+    assert "Refusing to extract data/01_raw/upload.zip" in result.stderr
+    assert "'../evil.png' contains '..'" in result.stderr
+    assert not (project / EXTRACT_DIR).exists()
+    # Nothing new and nothing rewritten anywhere (the earlier manifest is untouched too).
+    assert snapshot(project.parent) == before
+    upload.unlink()
+
+
+def test_archive_source_is_extracted_and_paths_are_relative_to_it(tmp_path):
+    upload = tmp_path / "upload.tar.gz"
+    folder = tmp_path / "folder"
+    write_image_cases(folder)
+    shutil.make_archive(str(tmp_path / "upload"), "gztar", folder)
+    from_folder = inspect_source(ingestion_params(folder, tmp_path), RESOLUTION, 1)
+    from_archive = inspect_source(ingestion_params(upload, tmp_path), RESOLUTION, 1)
+    pd.testing.assert_frame_equal(from_archive, from_folder)
+    assert (tmp_path / "extracted" / "exif" / "rotated.jpg").is_file()
+
+
+def test_allow_upscale_keeps_small_images(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "small.png").write_bytes(encode(gradient(16, 20)))
+    strict = inspect_source(ingestion_params(tmp_path / "in", tmp_path), RESOLUTION, 1)
+    lenient = inspect_source(ingestion_params(tmp_path / "in", tmp_path, allow_upscale=True),
+                             RESOLUTION, 1)
+    assert strict["status"].tolist() == ["too_small"] and lenient["status"].tolist() == ["ok"]
+
+
+@pytest.mark.parametrize("setup", ["missing", "empty", "no_images", "file"])
+def test_missing_or_empty_source_says_how_to_fix_it(tmp_path, setup):
+    source = tmp_path / "images"
+    if setup == "empty":
+        source.mkdir()
+    elif setup == "no_images":
+        (source / "sub").mkdir(parents=True)
+        (source / "sub" / "README.txt").write_text("not a picture")
+    elif setup == "file":
+        source.write_text("a plain file")
+    with pytest.raises(DataSourceError) as error:
+        inspect_source(ingestion_params(source, tmp_path), RESOLUTION, 1)
+    message = str(error.value)
+    assert str(source) in message
+    assert "Run 'kedro run --pipeline=sample_data' for the bundled sample, or set " \
+           "ingestion.source in conf/base/parameters_data_ingestion.yml." in message
+    if setup in ("empty", "no_images"):
+        assert message.startswith(f"No images found under {source}")
+
+
+def test_manifest_and_report_nodes(tmp_path):
+    expected = write_image_cases(tmp_path / "in")
+    inspected = inspect_source(ingestion_params(tmp_path / "in", tmp_path), RESOLUTION, 1)
+    manifest = build_manifest(inspected)
+    assert list(manifest.columns) == MANIFEST_COLUMNS
+    assert dict(zip(manifest["path"], manifest["status"], strict=True)) == expected
+    assert manifest["width"].dtype == "Int64" and manifest.loc[0, "sha256"]
+    report = report_rejections(inspected, "data/01_raw/images")
+    assert report.startswith("# Rejected files\n\nSource: `data/01_raw/images`. 24 files: 14 ok, 10 rejected.")
+    assert "| corrupt | 3 |" in report
+    assert "| bad/truncated_end.png | corrupt | does not decode: truncated PNG file (no IEND chunk) |" in report
+    clean = report_rejections(inspected[inspected["status"] == "ok"], "x")
+    assert clean.endswith("No file was rejected.\n")
