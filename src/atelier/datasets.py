@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -68,6 +69,7 @@ class ImageFolderDataset(AbstractDataset[dict, dict]):
         }
 
     def save(self, data: dict[str, bytes]) -> None:
+        written = False
         for relative, content in data.items():
             relative_path = PurePosixPath(relative)
             if relative_path.is_absolute() or ".." in relative_path.parts:
@@ -75,7 +77,11 @@ class ImageFolderDataset(AbstractDataset[dict, dict]):
             target = self._path / relative_path
             if target.is_file() and target.read_bytes() == content:
                 continue
-            write_atomically(target, lambda handle, content=content: handle.write(content))
+            # One sync for the whole folder instead of two per file (~8 ms each).
+            write_atomically(target, lambda handle, content=content: handle.write(content), fsync=False)
+            written = True
+        if written:
+            os.sync()
 
     def _exists(self) -> bool:
         return self._path.is_dir() and any(p.is_file() for p in self._path.rglob("*"))

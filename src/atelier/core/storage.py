@@ -9,13 +9,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def write_atomically(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
+def write_atomically(
+    path: str | Path, write: Callable[[BinaryIO], object], fsync: bool = True
+) -> None:
     """Write ``path`` so that readers see either the old file or the complete new one.
 
     ``write`` receives a binary handle on a temporary file in the same folder; the file is
     flushed, fsynced and renamed over ``path`` (``os.replace`` is atomic on POSIX), and the
     folder is fsynced so the rename itself survives a power cut. A failure leaves ``path``
-    untouched and removes the temporary file.
+    untouched and removes the temporary file. ``fsync=False`` keeps the atomic rename but
+    skips both syncs, for writers of many small files that sync once at the end.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -24,11 +27,14 @@ def write_atomically(path: str | Path, write: Callable[[BinaryIO], object]) -> N
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
-            os.fsync(handle.fileno())
+            if fsync:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if not fsync:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
