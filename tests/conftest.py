@@ -22,8 +22,15 @@ BIN = Path(sys.executable).parent
 def test_env(**extra: str) -> dict[str, str]:
     """The environment a pipeline subprocess runs with: no telemetry, no stray tracking URI."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
-    env.update(KEDRO_DISABLE_TELEMETRY="true", PYTHONUNBUFFERED="1", **extra)
+    env.update(KEDRO_DISABLE_TELEMETRY="true", PYTHONUNBUFFERED="1",
+               MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+               # The venv's console scripts (mlflow, uvicorn, kedro, dvc) come first, as
+               # they do for a user who activated it.
+               PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **extra)
     return env
+
+
+test_env.__test__ = False  # a helper, not a test, in modules that import it
 
 
 def make_project_copy(destination: Path) -> Path:

@@ -9,6 +9,11 @@ data team needs to trust and repeat the run:
 - ``data_version`` (the DVC hash of the image folder when DVC tracks it, otherwise the
   manifest's content hash) and ``data_content_hash`` (what the run actually read), set
   as soon as ingestion has written the manifest;
+- ``generator_sha256``, a hash of the trained weights, which ``atelier.reproduce``
+  compares against, and ``training_device``;
+- ``inception_weights_sha256`` and, for anything but pytorch-fid's official file,
+  ``inception_weights_warning``;
+- ``reproduces``, the original run's id, when ``atelier.reproduce`` started the run;
 - the whole resolved configuration as the artifact ``config/parameters.json``.
 
 kedro-mlflow's hook is registered after this one, so it runs first and the run is open here.
@@ -17,6 +22,7 @@ kedro-mlflow's hook is registered after this one, so it runs first and the run i
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +30,12 @@ import mlflow
 import torch
 from kedro.framework.hooks import hook_impl
 
-from atelier.lineage import dvc_data_version, git_state, manifest_content_hash
+from atelier.lineage import content_hash, dvc_data_version, git_state, state_dict_sha256
 
 logger = logging.getLogger(__name__)
+
+# Set by ``python -m atelier.reproduce`` for the run it starts.
+REPRODUCES_ENV = "ATELIER_REPRODUCES_RUN_ID"
 
 
 class LineageHook:
@@ -60,20 +69,29 @@ class LineageHook:
             if state.dirty:
                 logger.warning("The git tree has uncommitted changes to tracked files; "
                                "git_commit %s alone will not reproduce this run.", state.commit[:12])
+        if os.environ.get(REPRODUCES_ENV):
+            tags["reproduces"] = os.environ[REPRODUCES_ENV]
         mlflow.set_tags(tags)
         mlflow.log_dict(self._params, "config/parameters.json")
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any, node) -> None:
-        if dataset_name != "manifest" or mlflow.active_run() is None:
+        if mlflow.active_run() is None:
             return
-        content_hash = manifest_content_hash(
-            data["path"].tolist(), data["sha256"].tolist(), data["status"].tolist()
-        )
-        source = self._params.get("ingestion", {}).get("source", "data/01_raw/images")
-        dvc_hash = dvc_data_version(self._project_path, source)
-        mlflow.set_tags({
-            "data_version": f"dvc:{dvc_hash}" if dvc_hash else f"manifest:{content_hash}",
-            "data_content_hash": content_hash,
-            "data_source": str(source),
-        })
+        if dataset_name == "manifest":
+            source = self._params.get("ingestion", {}).get("source", "data/01_raw/images")
+            data_hash = content_hash(data["path"].tolist(), data["sha256"].tolist())
+            dvc_hash = dvc_data_version(self._project_path, source)
+            mlflow.set_tags({
+                "data_version": f"dvc:{dvc_hash}" if dvc_hash else f"content:{data_hash}",
+                "data_content_hash": data_hash,
+                "data_source": str(source),
+            })
+        elif dataset_name == "generator":
+            mlflow.set_tags({"generator_sha256": state_dict_sha256(data["state_dict"]),
+                             "training_device": data.get("training_device", "unknown")})
+        elif dataset_name == "metrics":
+            # A stand-in Inception network must never pass for the real one in the UI.
+            mlflow.set_tag("inception_weights_sha256", data.get("inception_weights_sha256", ""))
+            if data.get("inception_weights_warning"):
+                mlflow.set_tag("inception_weights_warning", data["inception_weights_warning"])

@@ -61,13 +61,59 @@ def dvc_data_version(project_path: str | Path, source: str | Path) -> str | None
     return None
 
 
-def manifest_content_hash(paths: list[str], sha256s: list[str], statuses: list[str]) -> str:
-    """A sha256 over the manifest's (path, sha256, status) rows, in path order.
+def content_hash(paths: list[str], sha256s: list[str]) -> str:
+    """A sha256 over (relative path, file sha256) pairs, in path order.
 
-    Two sources hash alike exactly when they hold the same files with the same bytes and
-    ingestion treated them alike; it changes when any image is added, removed or edited.
+    Two image sources hash alike exactly when they hold the same files (paths and bytes):
+    it changes when any file is added, removed, renamed or edited. The manifest has one row
+    per input file, so its ``path``/``sha256`` columns give the same value as hashing the
+    folder itself (:func:`folder_content_hash`).
     """
     digest = hashlib.sha256()
-    for path, sha, status in sorted(zip(paths, sha256s, statuses, strict=True)):
-        digest.update(f"{path}\0{sha}\0{status}\n".encode())
+    for path, sha in sorted(zip(paths, sha256s, strict=True)):
+        digest.update(f"{path}\0{sha}\n".encode())
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def folder_files(folder: str | Path) -> dict[str, str]:
+    """``{relative POSIX path: sha256}`` for every file under ``folder`` (recursively)."""
+    folder = Path(folder)
+    return {
+        file.relative_to(folder).as_posix(): file_sha256(file)
+        for file in sorted(folder.rglob("*"))
+        if file.is_file()
+    }
+
+
+def folder_content_hash(folder: str | Path) -> str:
+    """:func:`content_hash` of every file under ``folder``."""
+    files = folder_files(folder)
+    return content_hash(list(files), list(files.values()))
+
+
+def state_dict_sha256(state_dict: dict) -> str:
+    """sha256 over a state dict's names, dtypes, shapes and raw tensor bytes, in key order.
+
+    Unlike hashing a ``torch.save`` file, this depends only on the weights themselves.
+    """
+    import torch
+
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name]
+        if not isinstance(tensor, torch.Tensor):
+            digest.update(f"{name}={tensor!r}".encode())
+            continue
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()

@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 import torch
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema, TensorSpec
 from mlflow.tracking import MlflowClient
 
 from atelier.mlflow_model import GENERATOR_ARTIFACT, GeneratorModel
@@ -125,31 +126,37 @@ def champion_fid(client: MlflowClient, model_name: str) -> tuple[str | None, flo
     return version.version, (float(fid) if fid is not None else None)
 
 
-def log_generator_model(generator: dict, model_name: str, seeds_example: int = 4):
+def generator_signature(config: dict) -> ModelSignature:
+    """Input: ``seed`` (long, required), ``truncation`` (double, optional); output: uint8
+    images ``(rows, height, width, channels)``."""
+    return ModelSignature(
+        inputs=Schema([ColSpec("long", "seed"), ColSpec("double", "truncation", required=False)]),
+        outputs=Schema([TensorSpec(np.dtype(np.uint8),
+                                   (-1, config["resolution"], config["resolution"], config["channels"]))]),
+    )
+
+
+def log_generator_model(generator: dict, model_name: str):
     """Log ``generator`` ({"config", "state_dict"}) to the active run as a pyfunc model.
 
-    The model is registered as a new version of ``model_name``. The signature and input
-    example come from running the model on a few seeds. Returns MLflow's ``ModelInfo``.
+    The model is registered as a new version of ``model_name``, with its signature and an
+    input example. Returns MLflow's ``ModelInfo``.
     """
-    example = pd.DataFrame({"seed": np.arange(seeds_example, dtype=np.int64),
-                            "truncation": np.zeros(seeds_example, dtype=np.float64)})
+    example = pd.DataFrame({"seed": np.array([0, 1, 2], dtype=np.int64),
+                            "truncation": np.array([0.0, 0.0, 1.5])})
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "generator.pt"
         torch.save(generator, weights)
-        python_model = GeneratorModel()
-        python_model.load_context(
-            type("Context", (), {"artifacts": {GENERATOR_ARTIFACT: str(weights)}, "model_config": {}})()
-        )
-        signature = infer_signature(example, python_model.predict(None, example))
         return mlflow.pyfunc.log_model(
             name="generator",
             python_model=GeneratorModel(),
             artifacts={GENERATOR_ARTIFACT: str(weights)},
-            signature=signature,
+            signature=generator_signature(generator["config"]),
             input_example=example,
             registered_model_name=model_name,
             pip_requirements=[f"torch>={torch.__version__.split('+')[0]}", "numpy", "pandas",
                               f"mlflow>={mlflow.__version__}"],
+            # The package travels with the model, so it loads where Atelier is not installed.
             code_paths=[str(Path(__file__).parent)],
         )
 

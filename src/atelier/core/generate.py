@@ -7,10 +7,14 @@ seed always gives the same image from the same weights.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
+from PIL import Image
 from torch import nn
+from torchvision.transforms.functional import to_pil_image
+from torchvision.utils import make_grid
 
 
 def latent_vectors(
@@ -71,3 +75,9 @@ def generate_images(
     if not batches:
         raise ValueError("generate_images needs at least one seed.")
     return torch.cat(batches)
+
+
+def image_grid(images: torch.Tensor, columns: int | None = None) -> Image.Image:
+    """A PIL image tiling uint8 ``N x C x H x W`` images (``columns`` default: about sqrt(N))."""
+    columns = columns or math.ceil(math.sqrt(len(images)))
+    return to_pil_image(make_grid(images.cpu(), nrow=columns, padding=2))

@@ -1,0 +1,56 @@
+"""Training node: the primary tensor and ``params:training`` in; generator, grid, losses out.
+
+The loop itself (AMP, EMA, checkpoints, resume, DDP) is :func:`atelier.core.training.train_gan`.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on training machines
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
+
+from atelier.core.generate import generate_images, image_grid
+from atelier.core.training import TrainingConfig, launch_training
+from atelier.tracking import TrainingReporter
+
+
+def train_generator(primary_images: dict, training: dict) -> tuple[dict, Image.Image, pd.DataFrame]:
+    """Train the DCGAN on the training rows of ``primary_images``.
+
+    Args:
+        primary_images: ``images`` (uint8 N x C x H x W), ``is_val`` (bool N) and
+            ``content_hash``; the resolution and channels are the tensor's.
+        training: ``params:training``.
+
+    Returns:
+        ``generator`` (``{"config", "state_dict", "training_device"}`` of the EMA
+        generator, rebuilt by ``atelier.core.models.build_generator``), a grid of EMA samples from seeds
+        ``0..num_sample_images-1``, and the loss history (step, loss_d, loss_g, images_per_sec).
+    """
+    config = TrainingConfig.from_params(training)
+    train_images = primary_images["images"][~primary_images["is_val"]]
+    result = launch_training(train_images, config, data_hash=primary_images["content_hash"],
+                             report=TrainingReporter())
+    samples = generate_images(result.generator, range(config.num_sample_images))
+    grid = image_grid(samples)
+    generator = {"config": result.generator.config, "state_dict": result.generator.state_dict(),
+                 "training_device": result.device}
+    history = pd.DataFrame(result.history, columns=["step", "loss_d", "loss_g", "images_per_sec"])
+    return generator, grid, history
+
+
+def plot_loss_curve(loss_history: pd.DataFrame) -> Figure:
+    """Discriminator and generator losses against the step (a PNG in the catalog)."""
+    figure, axes = plt.subplots(figsize=(7, 3.5), layout="constrained")
+    for column in ("loss_d", "loss_g"):
+        axes.plot(loss_history["step"], loss_history[column], label=column)
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss")
+    axes.set_title("Training losses")
+    axes.legend()
+    return figure

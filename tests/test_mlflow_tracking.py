@@ -1,0 +1,106 @@
+"""``kedro run --pipeline=train`` against a real ``mlflow server``: tracking and promotion."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from atelier.registry import CHALLENGER, CHAMPION
+from conftest import run_kedro, test_env
+
+MODEL = "atelier-generator"
+# Small and fast: 400 digits, the default networks, FID at 64 dims on 100 samples.
+SMALL = ",".join([
+    "training.log_every=10", "training.sample_every=20", "training.checkpoint_every=0",
+    "evaluation.num_samples=100", "evaluation.fid_dims=64",
+    "evaluation.kid_subsets=10", "evaluation.kid_subset_size=50", "evaluation.grid_size=16",
+    "evaluation.batch_size=100",
+])
+
+
+def _git_commit_all(project: Path) -> str:
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=project, check=True, capture_output=True,
+                              text=True).stdout.strip()
+    git("init", "-q")
+    git("-c", "user.email=t@example.com", "-c", "user.name=test", "add", "conf", "pyproject.toml")
+    git("-c", "user.email=t@example.com", "-c", "user.name=test", "commit", "-qm", "project")
+    return git("rev-parse", "HEAD")
+
+
+def _train(project: Path, env: dict, params: str) -> str:
+    run_kedro(project, "run", "--pipeline=train", f"--params={SMALL},{params}", env=env)
+    runs = MlflowClient(env["MLFLOW_TRACKING_URI"]).search_runs(
+        [MlflowClient(env["MLFLOW_TRACKING_URI"]).get_experiment_by_name("atelier").experiment_id],
+        order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id
+
+
+@pytest.mark.slow
+def test_train_is_tracked_registered_and_promoted_on_fid(
+    mlflow_server, kedro_project, sample_images_dir, standin_torch_home
+):
+    images = kedro_project / "data" / "01_raw" / "images"
+    for label_dir in sorted(sample_images_dir.iterdir()):
+        (images / label_dir.name).mkdir(parents=True)
+        for png in sorted(label_dir.iterdir())[:40]:
+            shutil.copy2(png, images / label_dir.name / png.name)
+    commit = _git_commit_all(kedro_project)
+    env = test_env(MLFLOW_TRACKING_URI=mlflow_server, TORCH_HOME=str(standin_torch_home))
+    client = MlflowClient(mlflow_server)
+
+    # 1. A trained model: tracked in full, registered, champion (there was none).
+    first = client.get_run(_train(kedro_project, env, "training.max_steps=200"))
+    params, metrics, tags = first.data.params, first.data.metrics, first.data.tags
+    assert params["training.max_steps"] == "200"
+    assert params["training.batch_size"] == "64"
+    assert params["preprocessing.resolution"] == "32"
+    assert params["evaluation.fid_dims"] == "64"
+    assert params["registration.model_name"] == MODEL
+    for name in ("fid", "inception_score", "inception_score_std", "kid"):
+        assert name in metrics, name
+    loss_steps = [m.step for m in client.get_metric_history(first.info.run_id, "loss_d")]
+    assert loss_steps == list(range(10, 201, 10))
+    assert len(client.get_metric_history(first.info.run_id, "images_per_sec")) == 20
+    assert tags["git_commit"] == commit and tags["git_dirty"] == "false"
+    assert tags["data_version"].startswith("content:") and len(tags["data_content_hash"]) == 64
+    assert tags["seed"] == "0" and tags["kedro_pipeline"] == "train"
+    assert tags["torch_version"] and tags["cuda_version"]
+    assert "STAND-IN" in tags["inception_weights_warning"]
+    artifacts = {a.path for a in client.list_artifacts(first.info.run_id)}
+    for name in ("metrics.json", "generated_samples.png", "real_samples.png", "loss_curve.png",
+                 "training_samples.png", "rejected_files.md", "model_card.md", "manifest.parquet",
+                 "registration.json", "config"):
+        assert name in artifacts, name
+    assert "config/parameters.json" in {a.path for a in client.list_artifacts(first.info.run_id, "config")}
+    progress = {a.path for a in client.list_artifacts(first.info.run_id, "images")}
+    assert len([p for p in progress if p.endswith(".png")]) == 10  # grids at steps 20, 40, .., 200
+
+    champion = client.get_model_version_by_alias(MODEL, CHAMPION)
+    assert champion.version == "1" and champion.run_id == first.info.run_id
+    assert float(champion.tags["fid"]) == pytest.approx(metrics["fid"])
+    assert champion.tags["data_version"] == tags["data_version"]
+    assert "promoted to champion" in champion.description
+
+    # 2. An untrained model (one step, from scratch): worse FID, challenger only.
+    second = client.get_run(_train(kedro_project, env, "training.max_steps=1,training.resume=never,"
+                                   "training.checkpoint_dir=data/06_models/untrained"))
+    assert second.data.metrics["fid"] > metrics["fid"] + 0.5
+    assert client.get_model_version_by_alias(MODEL, CHAMPION).version == "1"
+    assert client.get_model_version_by_alias(MODEL, CHALLENGER).version == "2"
+    assert "challenger only" in client.get_model_version(MODEL, "2").description
+    assert second.data.tags["registration.promoted"] == "false"
+
+    # 3. Training on to step 400 (resumed from the first run's checkpoint): better FID,
+    # takes champion (with no margin required); and far better than the untrained model.
+    third = client.get_run(_train(kedro_project, env, "training.max_steps=400,"
+                                  "registration.min_fid_improvement=0.0"))
+    assert [m.step for m in client.get_metric_history(third.info.run_id, "loss_d")][0] == 210
+    assert third.data.metrics["fid"] < metrics["fid"]
+    assert third.data.metrics["fid"] * 2 < second.data.metrics["fid"]
+    assert client.get_model_version_by_alias(MODEL, CHAMPION).version == "3"
+    assert client.get_model_version_by_alias(MODEL, CHALLENGER).version == "3"
