@@ -7,10 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import run_kedro, test_env
 from mlflow.tracking import MlflowClient
 
 from atelier.registry import CHALLENGER, CHAMPION
-from conftest import run_kedro, test_env
 
 MODEL = "atelier-generator"
 # Small and fast: 400 digits, the default networks, FID at 64 dims on 100 samples.

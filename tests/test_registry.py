@@ -86,7 +86,7 @@ def test_racing_registrations_leave_the_best_champion(mlflow_server, tmp_path):
         for version, fid, role in ((worse, "9.0", "slow"), (good, "8.0", "fast"))
     ]
     outputs = [racer.communicate(timeout=120) for racer in racers]
-    for racer, (out, err) in zip(racers, outputs, strict=True):
+    for racer, (_, err) in zip(racers, outputs, strict=True):
         assert racer.returncode == 0, err
 
     champion = client.get_model_version_by_alias(name, CHAMPION)

@@ -13,12 +13,12 @@ import mlflow
 import numpy as np
 import pytest
 import torch
+from conftest import BIN, _free_port, test_env
 from mlflow.tracking import MlflowClient
 
 from atelier.core.generate import generate_images
 from atelier.core.models import build_generator
 from atelier.registry import CHAMPION, log_generator_model
-from conftest import BIN, _free_port, test_env
 
 CONFIG = {"resolution": 32, "channels": 1, "latent_dim": 16, "g_width": 8}
 

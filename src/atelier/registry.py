@@ -27,8 +27,8 @@ import pandas as pd
 import torch
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, Schema, TensorSpec
 from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, Schema, TensorSpec
 
 from atelier.mlflow_model import GENERATOR_ARTIFACT, GeneratorModel
 

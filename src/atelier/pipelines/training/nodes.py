@@ -10,7 +10,6 @@ import matplotlib
 matplotlib.use("Agg")  # no display on training machines
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd
-import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
