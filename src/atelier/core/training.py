@@ -25,7 +25,6 @@ import copy
 import dataclasses
 import datetime
 import logging
-import math
 import os
 import random
 import re
