@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 export KEDRO_DISABLE_TELEMETRY=true
 
-: "${MLFLOW_TRACKING_URI:?Set MLFLOW_TRACKING_URI to the team's MLflow server.}"
+: "${MLFLOW_TRACKING_URI:?Set MLFLOW_TRACKING_URI to the MLflow server of the team}"
 
 if [ -n "${DVC_REMOTE_URL:-}" ]; then
     "$PYTHON" -m dvc remote add --local --force --default retrain "$DVC_REMOTE_URL"

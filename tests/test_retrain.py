@@ -31,6 +31,7 @@ def test_retrain_script_pulls_trains_registers_and_fails_on_divergence(
     shutil.copytree(sample_images_dir, images)
     remote = tmp_path / "dvc-remote"
     dvc = [sys.executable, "-m", "dvc"]
+    subprocess.run([*dvc, "add", "data/01_raw/images"], cwd=repo, check=True, capture_output=True)
     subprocess.run([*dvc, "remote", "add", "--local", "-d", "seed", str(remote)], cwd=repo, check=True)
     subprocess.run([*dvc, "push", "data/01_raw/images.dvc"], cwd=repo, check=True, capture_output=True)
     (repo / ".dvc" / "config.local").unlink()
