@@ -55,7 +55,7 @@ def test_retrain_script_pulls_trains_registers_and_fails_on_divergence(
     assert "## Atelier retraining" in text and "| fid |" in text and "**champion**" in text
 
     # A run whose losses blow up fails the job, and the summary says so.
-    diverging = {**env, "KEDRO_PARAMS": SMALL + ",training.lr_d=1e30,training.lr_g=1e30"}
+    diverging = {**env, "KEDRO_PARAMS": SMALL + ",training.lr_d=1e30,training.lr_g=1e30,training.resume=never"}
     result = subprocess.run(["bash", "scripts/retrain.sh"], cwd=repo, env=diverging,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode != 0
