@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import PROJECT_ROOT, test_env
 
 from atelier.lineage import dvc_data_version, folder_files
-from conftest import PROJECT_ROOT, test_env
 
 
 def _run(repo: Path, *args: str) -> str:

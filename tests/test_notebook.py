@@ -6,13 +6,13 @@ import mlflow
 import nbformat
 import pytest
 import yaml
+from conftest import PROJECT_ROOT
+from digit_cases import digits
 from mlflow.tracking import MlflowClient
 from nbclient import NotebookClient
 
 from atelier.core.training import TrainingConfig, train_gan
 from atelier.registry import log_generator_model, promote_if_better
-from conftest import PROJECT_ROOT
-from digit_cases import digits
 
 
 def _train_small_generator(tmp_path, max_steps: int) -> dict:

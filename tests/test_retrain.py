@@ -8,9 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from mlflow.tracking import MlflowClient
-
 from conftest import PROJECT_ROOT, test_env
+from mlflow.tracking import MlflowClient
 
 SMALL = ",".join([
     "training.max_steps=20", "training.g_width=8", "training.d_width=8", "training.latent_dim=16",
