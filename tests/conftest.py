@@ -73,15 +73,39 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for_http(url: str, process: subprocess.Popen, log_path: Path, what: str,
+                  timeout: float = 180) -> None:
+    """Poll ``url`` until it answers; fail with the server's log if it dies or times out."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"{what} did not start:\n{log_path.read_text()[-4000:]}")
+            time.sleep(0.3)
+
+
+# A tiny but complete `kedro run --pipeline=train`: narrow networks, few steps, FID at 64
+# dims on 50 samples. For tests about plumbing (DVC, reproduce, retraining), not quality.
+TINY_TRAIN_PARAMS = ",".join([
+    "training.max_steps=20", "training.g_width=8", "training.d_width=8", "training.latent_dim=16",
+    "training.log_every=10", "training.sample_every=0", "training.checkpoint_every=0",
+    "evaluation.num_samples=50", "evaluation.fid_dims=64", "evaluation.kid_subsets=5",
+    "evaluation.kid_subset_size=30", "evaluation.grid_size=16",
+])
+
+
 @pytest.fixture
 def mlflow_server(tmp_path: Path):
     """A real ``mlflow server`` (SQLite backend, temporary artifact root) on 127.0.0.1.
 
     Yields its URL; the server is stopped at the end of the test, even when it fails.
     """
-    import time
-    import urllib.request
-
     port = _free_port()
     root = tmp_path / "mlflow-server"
     root.mkdir()
@@ -94,15 +118,7 @@ def mlflow_server(tmp_path: Path):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlflow server did not start:\n{(root / 'server.log').read_text()[-4000:]}")
-                time.sleep(0.3)
+        wait_for_http(f"{url}/health", process, root / "server.log", "mlflow server")
         yield url
     finally:
         import os

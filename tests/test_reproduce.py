@@ -7,15 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PROJECT_ROOT, run_kedro, test_env
+from conftest import PROJECT_ROOT, TINY_TRAIN_PARAMS, run_kedro, test_env
 from mlflow.tracking import MlflowClient
-
-SMALL = ",".join([
-    "training.max_steps=30", "training.g_width=8", "training.d_width=8", "training.latent_dim=16",
-    "training.log_every=10", "training.sample_every=0", "training.checkpoint_every=0",
-    "evaluation.num_samples=60", "evaluation.fid_dims=64", "evaluation.kid_subsets=5",
-    "evaluation.kid_subset_size=30", "evaluation.grid_size=16",
-])
 
 
 @pytest.mark.slow
@@ -28,7 +21,7 @@ def test_reproduce_matches_bit_for_bit_then_reports_a_changed_image(
     shutil.copytree(sample_images_dir, images)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = test_env(MLFLOW_TRACKING_URI=uri, TORCH_HOME=str(standin_torch_home))
-    run_kedro(repo, "run", "--pipeline=train", f"--params={SMALL}", env=env)
+    run_kedro(repo, "run", "--pipeline=train", f"--params={TINY_TRAIN_PARAMS}", env=env)
     client = MlflowClient(uri)
     run = client.search_runs([client.get_experiment_by_name("atelier").experiment_id])[0]
     assert run.data.tags["data_version"].startswith("dvc:")  # the sample is DVC-tracked

@@ -8,15 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PROJECT_ROOT, test_env
+from conftest import PROJECT_ROOT, TINY_TRAIN_PARAMS, test_env
 from mlflow.tracking import MlflowClient
-
-SMALL = ",".join([
-    "training.max_steps=20", "training.g_width=8", "training.d_width=8", "training.latent_dim=16",
-    "training.log_every=10", "training.sample_every=0", "training.checkpoint_every=0",
-    "evaluation.num_samples=50", "evaluation.fid_dims=64", "evaluation.kid_subsets=5",
-    "evaluation.kid_subset_size=30", "evaluation.grid_size=16",
-])
 
 
 @pytest.mark.slow
@@ -40,7 +33,7 @@ def test_retrain_script_pulls_trains_registers_and_fails_on_divergence(
     summary = tmp_path / "summary.md"
     env = test_env(MLFLOW_TRACKING_URI=mlflow_server, DVC_REMOTE_URL=str(remote),
                    TORCH_HOME=str(standin_torch_home), PYTHON=sys.executable,
-                   KEDRO_PARAMS=SMALL, GITHUB_STEP_SUMMARY=str(summary))
+                   KEDRO_PARAMS=TINY_TRAIN_PARAMS, GITHUB_STEP_SUMMARY=str(summary))
     result = subprocess.run(["bash", "scripts/retrain.sh"], cwd=repo, env=env,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
@@ -54,7 +47,7 @@ def test_retrain_script_pulls_trains_registers_and_fails_on_divergence(
     assert "## Atelier retraining" in text and "| fid |" in text and "**champion**" in text
 
     # A run whose losses blow up fails the job, and the summary says so.
-    diverging = {**env, "KEDRO_PARAMS": SMALL + ",training.lr_d=1e30,training.lr_g=1e30,training.resume=never"}
+    diverging = {**env, "KEDRO_PARAMS": TINY_TRAIN_PARAMS + ",training.lr_d=1e30,training.lr_g=1e30,training.resume=never"}
     result = subprocess.run(["bash", "scripts/retrain.sh"], cwd=repo, env=diverging,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode != 0

@@ -6,14 +6,13 @@ import json
 import os
 import signal
 import subprocess
-import time
 import urllib.request
 
 import mlflow
 import numpy as np
 import pytest
 import torch
-from conftest import BIN, _free_port, test_env
+from conftest import BIN, _free_port, test_env, wait_for_http
 from mlflow.tracking import MlflowClient
 
 from atelier.core.generate import generate_images
@@ -52,16 +51,8 @@ def test_served_champion_answers_seeds_with_images(tmp_path):
         stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("mlflow models serve did not start:\n"
-                                + (tmp_path / "serve.log").read_text()[-4000:])
-                time.sleep(0.5)
+        wait_for_http(f"http://127.0.0.1:{port}/ping", server, tmp_path / "serve.log",
+                      "mlflow models serve")
         answer = _post(f"http://127.0.0.1:{port}/invocations",
                        {"dataframe_split": {"columns": ["seed"], "data": [[7], [8], [7]]}})
         images = np.asarray(answer["predictions"], dtype=np.uint8)
