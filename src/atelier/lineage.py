@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from atelier.core.storage import file_sha256
+
 
 @dataclass(frozen=True)
 class GitState:
@@ -72,15 +74,6 @@ def content_hash(paths: list[str], sha256s: list[str]) -> str:
     digest = hashlib.sha256()
     for path, sha in sorted(zip(paths, sha256s, strict=True)):
         digest.update(f"{path}\0{sha}\n".encode())
-    return digest.hexdigest()
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
     return digest.hexdigest()
 
 

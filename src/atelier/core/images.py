@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from atelier.core.storage import file_sha256
 from atelier.errors import DataSourceError, UnsafeArchiveError
 
 #: Every status a file can get; all but ``ok`` are rejections.
@@ -175,14 +176,6 @@ def _orientation(image: Image.Image) -> int:
         return 1
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def inspect_image(
     root: str | Path,
     relative: str,
@@ -213,7 +206,7 @@ def inspect_image(
         size = path.stat().st_size
         if max_file_bytes is not None and size > max_file_bytes:
             return rejected("too_large", f"{size:,} bytes, over the limit of {max_file_bytes:,}",
-                            _sha256_file(path), size)
+                            file_sha256(path), size)
         data = path.read_bytes()
     except OSError as error:
         return rejected("unreadable", error.strerror or str(error))

@@ -64,7 +64,7 @@ from scipy import linalg, special
 from torch import nn
 from tqdm.auto import tqdm
 
-from atelier.core.storage import write_atomically
+from atelier.core.storage import file_sha256, write_atomically
 from atelier.errors import InceptionWeightsNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -145,11 +145,8 @@ def _download_weights(destination: Path) -> None:
 
 @functools.lru_cache(maxsize=8)
 def _sha256_of_file(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    # size and mtime are part of the cache key: a replaced file is hashed again.
+    return file_sha256(path)
 
 
 def resolve_inception_weights(path: str | os.PathLike | None = None,

@@ -1,7 +1,8 @@
-"""Crash-safe file writes shared by checkpoints and the catalog's datasets."""
+"""File helpers shared by core and the Kedro glue: crash-safe writes, content hashes."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -40,3 +41,12 @@ def write_atomically(
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
