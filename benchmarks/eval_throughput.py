@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from atelier.core.metrics import list_image_files
+from atelier.core.metrics.folders import list_image_files
 
 
 def write_digit_folders(root: Path, count: int, size: int = 64) -> tuple[Path, Path]:

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atelier.core.metrics import WEIGHTS_FILENAME, build_fid_inception_network
+from atelier.core.metrics.inception import WEIGHTS_FILENAME, build_fid_inception_network
 
 CALIBRATION_IMAGES = 64
 CALIBRATION_BATCH = 32

@@ -32,6 +32,34 @@ def test_env(**extra: str) -> dict[str, str]:
 
 test_env.__test__ = False  # a helper, not a test, in modules that import it
 
+# `pytest -m "not slow"` must stay quick: a test that starts a `kedro run`, a server or a
+# training subprocess carries @pytest.mark.slow. The fixtures below that start one are
+# checked at collection, `run_kedro` when it is called.
+SLOW_FIXTURES = {"mlflow_server", "sample_images_dir"}
+_current_test: dict[str, pytest.Item] = {}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    unmarked = [item.nodeid for item in items if SLOW_FIXTURES & set(item.fixturenames)
+                and item.get_closest_marker("slow") is None]
+    if unmarked:
+        raise pytest.UsageError(f"These tests start a server or a kedro run through a fixture "
+                                f"but are not marked @pytest.mark.slow: {unmarked}")
+
+
+@pytest.fixture(autouse=True)
+def _remember_current_test(request: pytest.FixtureRequest):
+    _current_test["item"] = request.node
+    yield
+    _current_test.pop("item", None)
+
+
+def require_slow_marker(what: str) -> None:
+    """Fail the running test if it starts ``what`` without being marked slow."""
+    item = _current_test.get("item")
+    if item is not None and item.get_closest_marker("slow") is None:
+        pytest.fail(f"{item.nodeid} starts {what} but is not marked @pytest.mark.slow.")
+
 
 def make_project_copy(destination: Path) -> Path:
     """Copy what ``kedro run`` needs (conf/, pyproject.toml) into ``destination``."""
@@ -49,6 +77,7 @@ def make_project_copy(destination: Path) -> Path:
 def run_kedro(project: Path, *args: str, env: dict[str, str] | None = None, check: bool = True,
               timeout: float = 900) -> subprocess.CompletedProcess:
     """Run ``kedro <args>`` in ``project``; on failure (when ``check``) show its output."""
+    require_slow_marker(f"`kedro {' '.join(args)}`")
     result = subprocess.run(
         [str(BIN / "kedro"), *args], cwd=project, env=env or test_env(),
         capture_output=True, text=True, timeout=timeout,
@@ -90,14 +119,27 @@ def wait_for_http(url: str, process: subprocess.Popen, log_path: Path, what: str
             time.sleep(0.3)
 
 
-# A tiny but complete `kedro run --pipeline=train`: narrow networks, few steps, FID at 64
-# dims on 50 samples. For tests about plumbing (DVC, reproduce, retraining), not quality.
-TINY_TRAIN_PARAMS = ",".join([
-    "training.max_steps=20", "training.g_width=8", "training.d_width=8", "training.latent_dim=16",
-    "training.log_every=10", "training.sample_every=0", "training.checkpoint_every=0",
-    "evaluation.num_samples=50", "evaluation.fid_dims=64", "evaluation.kid_subsets=5",
-    "evaluation.kid_subset_size=30", "evaluation.grid_size=16",
-])
+# The one tiny parameter set of the suite: a complete `kedro run --pipeline=train` with
+# narrow networks, few steps, FID at 64 dims on 50 samples. For tests about plumbing (DVC,
+# reproduce, retraining, tracking), not quality. Tests change single keys with overrides.
+TINY_PARAMS = {
+    "training": {"max_steps": 20, "g_width": 8, "d_width": 8, "latent_dim": 16, "log_every": 10,
+                 "sample_every": 0, "checkpoint_every": 0},
+    "evaluation": {"num_samples": 50, "fid_dims": 64, "kid_subsets": 5, "kid_subset_size": 30,
+                   "grid_size": 16},
+}
+
+
+def tiny_params(**overrides: object) -> str:
+    """``TINY_PARAMS`` as a ``kedro run --params`` string; ``overrides`` use dotted keys,
+    e.g. ``tiny_params(**{"training.max_steps": 200})``."""
+    flat = {f"{section}.{key}": value for section, values in TINY_PARAMS.items()
+            for key, value in values.items()}
+    flat.update(overrides)
+    return ",".join(f"{key}={value}" for key, value in flat.items())
+
+
+TINY_TRAIN_PARAMS = tiny_params()
 
 
 @pytest.fixture
@@ -150,6 +192,15 @@ def standin_torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch_home = tmp_path_factory.mktemp("torch_home")
     build_standin_inception(torch_home, seed=0, calibration_images=STANDIN_CALIBRATION_IMAGES)
     return torch_home
+
+
+@pytest.fixture
+def standin(standin_torch_home: Path, monkeypatch: pytest.MonkeyPatch):
+    """TORCH_HOME pointing at the stand-in weights; returns the loaded FIDInception (CPU)."""
+    from atelier.core import metrics
+
+    monkeypatch.setenv("TORCH_HOME", str(standin_torch_home))
+    return metrics.load_inception(device="cpu")
 
 
 @pytest.fixture(scope="session")

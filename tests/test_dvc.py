@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import PROJECT_ROOT, test_env
 
-from atelier.lineage import dvc_data_version, folder_files
+from atelier.tracking.lineage import dvc_data_version, folder_files
 
 
 def _run(repo: Path, *args: str) -> str:

@@ -11,15 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PROJECT_ROOT, test_env
+from conftest import PROJECT_ROOT, TINY_PARAMS, test_env
 
-SMALL = {
-    "parameters_training.yml": {"training": {
-        "max_steps": 20, "g_width": 8, "d_width": 8, "latent_dim": 16, "log_every": 10,
-        "sample_every": 0, "checkpoint_every": 0}},
-    "parameters_evaluation.yml": {"evaluation": {
-        "num_samples": 50, "fid_dims": 64, "kid_subsets": 5, "kid_subset_size": 30, "grid_size": 16}},
-}
+SMALL = {"parameters_training.yml": {"training": TINY_PARAMS["training"]},
+         "parameters_evaluation.yml": {"evaluation": TINY_PARAMS["evaluation"]}}
 
 
 def _set_params(repo: Path, file: str, updates: dict) -> None:
@@ -64,6 +59,17 @@ def test_dvc_repro_runs_every_stage_once_then_only_what_changed(
     second = _dvc(repo, env, "repro")
     assert _stages_run(second) == set()
     assert "up to date" in second
+
+    # Every stage depends on the whole package: a change under core/ makes them all stale.
+    models = repo / "src/atelier/core/models.py"
+    original = models.read_text()
+    models.write_text(original + "\n# a code change\n")
+    status = _dvc(repo, env, "status")
+    assert set(re.findall(r"^([a-z_]+):", status, flags=re.MULTILINE)) == {
+        "data_ingestion", "preprocessing", "training", "evaluation", "registration"}
+    assert "src/atelier" in status
+    models.write_text(original)
+    assert "up to date" in _dvc(repo, env, "status")
 
     _set_params(repo, "parameters_training.yml", {"training": {"max_steps": 30}})
     third = _dvc(repo, env, "repro")

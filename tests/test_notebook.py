@@ -11,18 +11,18 @@ from digit_cases import digits
 from mlflow.tracking import MlflowClient
 from nbclient import NotebookClient
 
+from atelier.core.models import GeneratorCheckpoint
 from atelier.core.training import TrainingConfig, train_gan
-from atelier.registry import log_generator_model, promote_if_better
+from atelier.tracking.registry import log_generator_model, promote_if_better
 
 
-def _train_small_generator(tmp_path, max_steps: int) -> dict:
+def _train_small_generator(tmp_path, max_steps: int) -> GeneratorCheckpoint:
     params = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_training.yml").read_text())["training"]
     params.update(device="cpu", max_steps=max_steps, g_width=8, d_width=8, latent_dim=16,
                   batch_size=32, sample_every=0, checkpoint_every=0, resume="never",
                   checkpoint_dir=str(tmp_path / f"checkpoints-{max_steps}"))
-    generator = train_gan(digits(range(300)), TrainingConfig.from_params(params),
-                          data_hash="0" * 64).generator
-    return {"config": generator.config, "state_dict": generator.state_dict()}
+    return train_gan(digits(range(300)), TrainingConfig.from_params(params),
+                     data_hash="0" * 64).checkpoint
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 from mlflow.tracking import MlflowClient
 
-from atelier.registry import CHAMPION, decide_promotion, promote_if_better
+from atelier.tracking.registry import CHAMPION, decide_promotion, promote_if_better
 
 
 @pytest.mark.parametrize(
@@ -41,7 +41,7 @@ RACER = textwrap.dedent(
     """
     import pathlib, sys, time
     from mlflow.tracking import MlflowClient
-    from atelier import registry
+    from atelier.tracking import registry
 
     uri, name, version, fid, role, marker = sys.argv[1:7]
     marker = pathlib.Path(marker)

@@ -16,8 +16,8 @@ from conftest import BIN, _free_port, test_env, wait_for_http
 from mlflow.tracking import MlflowClient
 
 from atelier.core.generate import generate_images
-from atelier.core.models import build_generator
-from atelier.registry import CHAMPION, log_generator_model
+from atelier.core.models import GeneratorCheckpoint, build_generator
+from atelier.tracking.registry import CHAMPION, log_generator_model
 
 CONFIG = {"resolution": 32, "channels": 1, "latent_dim": 16, "g_width": 8}
 
@@ -35,7 +35,7 @@ def test_served_champion_answers_seeds_with_images(tmp_path):
     mlflow.set_tracking_uri(uri)
     torch.manual_seed(0)
     generator = build_generator(CONFIG)
-    checkpoint = {"config": CONFIG, "state_dict": generator.state_dict()}
+    checkpoint = GeneratorCheckpoint.from_generator(generator)
     experiment = mlflow.set_experiment("serving-test")
     with mlflow.start_run(experiment_id=experiment.experiment_id):
         info = log_generator_model(checkpoint, "atelier-generator")
@@ -59,7 +59,7 @@ def test_served_champion_answers_seeds_with_images(tmp_path):
         assert images.shape == (3, 32, 32, 1)  # rows x H x W x C
         assert np.array_equal(images[0], images[2])  # same seed, same image
         assert not np.array_equal(images[0], images[1])
-        generator.load_state_dict(checkpoint["state_dict"])
+        generator.load_state_dict(checkpoint.state_dict)
         expected = generate_images(generator, [7, 8]).permute(0, 2, 3, 1).numpy()
         assert np.array_equal(images[:2], expected)
 

@@ -2,6 +2,8 @@
 
 - ``TorchDataset``: a dict of tensors and plain values, saved with ``torch.save``
   atomically and loaded with ``torch.load(weights_only=True)`` (no pickle code runs).
+- ``GeneratorDataset``: a trained generator (:class:`~atelier.core.models.GeneratorCheckpoint`)
+  in one ``.pt`` file, written atomically, read without running pickled code.
 - ``ImageFolderDataset``: a folder of image files as ``{relative path: encoded bytes}``;
   saving rewrites only files whose bytes differ, so re-running a writer is idempotent.
 """
@@ -15,6 +17,7 @@ from typing import Any
 import torch
 from kedro.io import AbstractDataset, DatasetError
 
+from atelier.core.models import GeneratorCheckpoint
 from atelier.core.storage import write_atomically
 
 
@@ -48,6 +51,23 @@ class TorchDataset(AbstractDataset[dict, dict]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath)}
+
+
+class GeneratorDataset(TorchDataset):
+    """A trained generator (:class:`~atelier.core.models.GeneratorCheckpoint`) in one ``.pt`` file.
+
+    Example catalog entry::
+
+        generator:
+          type: atelier.datasets.GeneratorDataset
+          filepath: data/06_models/generator.pt
+    """
+
+    def load(self) -> GeneratorCheckpoint:
+        return GeneratorCheckpoint.from_dict(super().load())
+
+    def save(self, data: GeneratorCheckpoint) -> None:
+        super().save(data.to_dict())
 
 
 class ImageFolderDataset(AbstractDataset[dict, dict]):

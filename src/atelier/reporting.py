@@ -18,7 +18,9 @@ import math
 import sys
 from pathlib import Path
 
-SUMMARY_METRICS = ("fid", "kid", "inception_score", "inception_score_std", "num_samples", "dims")
+from atelier.core.metrics import SCORE_NAMES
+
+SUMMARY_METRICS = (*SCORE_NAMES, "num_samples", "dims")
 
 
 def _read_json(path: Path) -> dict | None:

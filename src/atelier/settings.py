@@ -3,7 +3,7 @@
 from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
-from atelier.hooks import LineageHook
+from atelier.tracking import LineageHook
 
 # kedro-mlflow's hook comes in through its entry point; ours adds lineage tags.
 HOOKS = (LineageHook(),)

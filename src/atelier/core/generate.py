@@ -55,21 +55,34 @@ def generate_images(
     truncation: float | Sequence[float] | None = None,
     batch_size: int = 256,
     device: str | torch.device | None = None,
+    labels: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Generate one image per seed as a uint8 tensor ``N x C x H x W`` on ``device``.
 
     ``generator`` must expose ``latent_dim`` and map ``N x latent_dim`` latents to images in
-    [-1, 1]. It is run in eval mode, in float32, in batches of ``batch_size``.
+    [-1, 1]. It is run in eval mode, in float32, in batches of ``batch_size``. ``labels``
+    (one class index per seed) is for a class-conditional generator, which receives them
+    as ``generator(z, labels)`` in the same batches; ``None`` calls ``generator(z)``.
     """
     device = torch.device(device) if device is not None else next(generator.parameters()).device
+    if labels is not None and len(labels) != len(seeds):
+        raise ValueError(
+            f"Give one label per seed: got {len(labels)} labels for {len(seeds)} seeds."
+        )
     was_training = generator.training
     generator.eval()
     z = latent_vectors(seeds, generator.latent_dim, truncation)
     try:
-        batches = [
-            to_uint8(generator(chunk.to(device)))
-            for chunk in z.split(batch_size)
-        ]
+        if labels is None:
+            batches = [to_uint8(generator(chunk.to(device))) for chunk in z.split(batch_size)]
+        else:
+            classes = torch.tensor([int(label) for label in labels], dtype=torch.int64)
+            batches = [
+                to_uint8(generator(chunk.to(device), chunk_labels.to(device)))
+                for chunk, chunk_labels in zip(
+                    z.split(batch_size), classes.split(batch_size), strict=True
+                )
+            ]
     finally:
         generator.train(was_training)
     if not batches:

@@ -7,16 +7,34 @@ layer) down to 4 x 4 and one logit. The widest layer is ``8 x width`` as in the 
 64 x 64 model, so 128 and 256 add layers, not channels. Weights start from N(0, 0.02)
 (batch-norm scales from N(1, 0.02)), the paper's initialisation.
 
-``build_generator(config)`` rebuilds a generator from the ``config`` dict saved next to its
-weights (``generator.config``), which is how evaluation and serving load it.
+Two opt-in variants leave the defaults (parameters, state-dict keys, initial weights for a
+seed) exactly as above:
+
+- ``Discriminator(..., spectral_norm=True)``: the SN-GAN discriminator of Miyato et al.
+  (2018), every layer's weight divided by its largest singular value, no batch norm.
+- ``num_classes > 0``: class-conditional networks. The generator concatenates a learned
+  class embedding to the latent; the discriminator has the projection head of Miyato &
+  Koyama (2018), "cGANs with Projection Discriminator".
+
+The trained generator travels as one typed artifact, :class:`GeneratorCheckpoint` (its
+architecture ``config``, its weights, and where and at which step it was trained), saved
+as a plain dict that ``torch.load(weights_only=True)`` reads. :func:`load_generator` turns
+a checkpoint, or the file holding one, into a ready ``Generator``: training, evaluation,
+registration, serving, the notebook and the tests all load generators through it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
+
+from atelier.core.storage import write_atomically
 
 MAX_WIDTH_MULTIPLIER = 8
 
@@ -36,23 +54,71 @@ def initialize_dcgan_weights(module: nn.Module) -> None:
     """DCGAN initialisation: conv weights ~ N(0, 0.02); batch-norm scale ~ N(1, 0.02), shift 0."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
         nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:  # only the SN discriminator's convs have one
+            nn.init.zeros_(module.bias)
     elif isinstance(module, nn.modules.batchnorm._BatchNorm):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
 
 
-class Generator(nn.Module):
-    """Maps ``N x latent_dim`` latents to ``N x channels x resolution x resolution`` in [-1, 1]."""
+def _class_labels(
+    labels: torch.Tensor | None, num_classes: int, batch: int, network: str
+) -> torch.Tensor | None:
+    """``labels`` checked against the network: int64 class indices, one per row, or None."""
+    if num_classes == 0:
+        if labels is not None:
+            raise ValueError(
+                f"This {network} is unconditional (num_classes=0): call it without labels."
+            )
+        return None
+    if labels is None:
+        raise ValueError(
+            f"This {network} is class-conditional (num_classes={num_classes}): pass labels, "
+            f"an int64 tensor of {batch} class indices in [0, {num_classes})."
+        )
+    labels = torch.as_tensor(labels)
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}.")
+    if labels.shape != (batch,):
+        raise ValueError(
+            f"Give the {network} one label per row: expected shape ({batch},), "
+            f"got {tuple(labels.shape)}."
+        )
+    # One host sync; it turns CUDA's opaque device-side assert from nn.Embedding into a
+    # message that names the problem.
+    if bool(((labels < 0) | (labels >= num_classes)).any()):
+        raise ValueError(
+            f"Class labels must lie in [0, {num_classes}) for this {network}, got values from "
+            f"{int(labels.min())} to {int(labels.max())}."
+        )
+    return labels.long()
 
-    def __init__(self, resolution: int, channels: int, latent_dim: int, g_width: int) -> None:
+
+class Generator(nn.Module):
+    """Maps ``N x latent_dim`` latents to ``N x channels x resolution x resolution`` in [-1, 1].
+
+    With ``num_classes > 0`` it is class-conditional: ``forward(z, labels)`` takes ``N``
+    int64 class indices, looks up a learned ``latent_dim``-wide class embedding (an
+    ``nn.Embedding`` initialised N(0, 1), the latent's own scale) and concatenates it to
+    ``z``, so the first transposed convolution reads ``2 * latent_dim`` channels.
+    Concatenation leaves the latent untouched (a product could zero latent components
+    where an embedding entry is near 0) and needs nothing beyond the embedding.
+    """
+
+    def __init__(
+        self, resolution: int, channels: int, latent_dim: int, g_width: int, num_classes: int = 0
+    ) -> None:
         super().__init__()
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}.")
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be 0 (unconditional) or more, got {num_classes}.")
         self.resolution, self.channels = resolution, channels
-        self.latent_dim, self.g_width = latent_dim, g_width
+        self.latent_dim, self.g_width, self.num_classes = latent_dim, g_width, num_classes
         widths = _layer_widths(resolution, g_width)
+        stem_inputs = 2 * latent_dim if num_classes else latent_dim
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(latent_dim, widths[0], 4, 1, 0, bias=False),
+            nn.ConvTranspose2d(stem_inputs, widths[0], 4, 1, 0, bias=False),
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(inplace=True),
         ]
@@ -65,52 +131,201 @@ class Generator(nn.Module):
         layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)
         self.apply(initialize_dcgan_weights)
+        if num_classes:  # created last: the unconditional networks draw the same numbers
+            self.class_embedding = nn.Embedding(num_classes, latent_dim)
 
     @property
     def config(self) -> dict[str, int]:
-        """The constructor arguments; ``build_generator(config)`` rebuilds this architecture."""
-        return {
+        """The constructor arguments; ``build_generator(config)`` rebuilds this architecture.
+
+        ``num_classes`` appears only for a conditional generator, so unconditional configs
+        are the same as before conditioning existed.
+        """
+        config = {
             "resolution": self.resolution,
             "channels": self.channels,
             "latent_dim": self.latent_dim,
             "g_width": self.g_width,
         }
+        if self.num_classes:
+            config["num_classes"] = self.num_classes
+        return config
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.main(z.view(z.shape[0], self.latent_dim, 1, 1))
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        z = z.view(z.shape[0], self.latent_dim)
+        labels = _class_labels(labels, self.num_classes, z.shape[0], "generator")
+        if labels is not None:
+            embedding = self.class_embedding(labels.to(z.device)).to(z.dtype)
+            z = torch.cat([z, embedding], dim=1)
+        return self.main(z.view(z.shape[0], -1, 1, 1))
 
 
 class Discriminator(nn.Module):
-    """Maps ``N x channels x resolution x resolution`` images to ``N`` real-vs-fake logits."""
+    """Maps ``N x channels x resolution x resolution`` images to ``N`` real-vs-fake logits.
 
-    def __init__(self, resolution: int, channels: int, d_width: int) -> None:
+    ``spectral_norm=True`` gives the SN-GAN discriminator (Miyato et al., 2018, "Spectral
+    Normalization for Generative Adversarial Networks"): every convolution (and the
+    projection head's linear layer and embedding) is wrapped with
+    ``torch.nn.utils.parametrizations.spectral_norm``, which divides the weight by its
+    largest singular value (one power iteration per training forward), and the batch
+    norms are removed, as in that paper; the convolutions then carry biases (initialised 0).
+
+    ``num_classes > 0`` adds the projection head of Miyato & Koyama (2018), "cGANs with
+    Projection Discriminator": with ``features`` the last (4 x 4) feature map summed over
+    height and width, ``logit = linear(features) + sum(embed(labels) * features)``, and
+    ``forward(images, labels)`` needs the ``N`` int64 class indices. With
+    ``num_classes = 0`` the head is DCGAN's 4 x 4 convolution to one logit.
+    """
+
+    def __init__(
+        self,
+        resolution: int,
+        channels: int,
+        d_width: int,
+        spectral_norm: bool = False,
+        num_classes: int = 0,
+    ) -> None:
         super().__init__()
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be 0 (unconditional) or more, got {num_classes}.")
         self.resolution, self.channels, self.d_width = resolution, channels, d_width
+        self.spectral_norm, self.num_classes = spectral_norm, num_classes
         widths = _layer_widths(resolution, d_width)[::-1]  # resolution / 2 down to 4 x 4
+        bias = spectral_norm  # batch norm's shift is gone, so the conv supplies one
         layers: list[nn.Module] = [
-            nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False),
+            nn.Conv2d(channels, widths[0], 4, 2, 1, bias=bias),
             nn.LeakyReLU(0.2, inplace=True),
         ]
         for narrow, wide in zip(widths, widths[1:], strict=False):
-            layers += [
-                nn.Conv2d(narrow, wide, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(wide),
-                nn.LeakyReLU(0.2, inplace=True),
-            ]
-        layers.append(nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False))
+            layers.append(nn.Conv2d(narrow, wide, 4, 2, 1, bias=bias))
+            if not spectral_norm:
+                layers.append(nn.BatchNorm2d(wide))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+        if not num_classes:
+            layers.append(nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=bias))
         self.main = nn.Sequential(*layers)
         self.apply(initialize_dcgan_weights)
+        if num_classes:
+            self.head = nn.Linear(widths[-1], 1)
+            self.class_embedding = nn.Embedding(num_classes, widths[-1])
+            for weight in (self.head.weight, self.class_embedding.weight):
+                nn.init.normal_(weight, 0.0, 0.02)
+            nn.init.zeros_(self.head.bias)
+        if spectral_norm:
+            self._apply_spectral_norm()
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.main(images).view(-1)
+    def _apply_spectral_norm(self) -> None:
+        # After the DCGAN initialisation: the parametrization then normalises those weights.
+        # parametrizations.spectral_norm keeps the power-iteration vectors u and v as
+        # buffers (``..._u``, ``..._v``) updated in place, so DDP broadcasts them from rank 0
+        # with the other buffers, and they are saved in the state dict. It clones them before
+        # use, so D(real) and D(fake) can share one backward. Under autocast the power
+        # iteration runs in the autocast dtype and writes back into the float32 buffers.
+        for module in list(self.modules()):
+            if isinstance(module, (nn.Conv2d, nn.Linear, nn.Embedding)):
+                nn.utils.parametrizations.spectral_norm(module)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        labels = _class_labels(labels, self.num_classes, images.shape[0], "discriminator")
+        if labels is None:
+            return self.main(images).view(-1)
+        features = self.main(images).sum(dim=(2, 3))
+        projection = (self.class_embedding(labels.to(images.device)) * features).sum(dim=1)
+        return self.head(features).view(-1) + projection
 
 
 def build_generator(config: dict) -> Generator:
-    """Rebuild a generator from the ``config`` saved with its weights (see ``Generator.config``)."""
-    expected = {"resolution", "channels", "latent_dim", "g_width"}
-    if set(config) != expected:
+    """Rebuild a generator from the ``config`` saved with its weights (see ``Generator.config``).
+
+    ``num_classes`` is optional (absent: unconditional), so configs saved before
+    conditioning existed still load.
+    """
+    required = {"resolution", "channels", "latent_dim", "g_width"}
+    if not required <= set(config) <= required | {"num_classes"}:
         raise ValueError(
-            f"A generator config needs exactly the keys {sorted(expected)}, got {sorted(config)}."
+            f"A generator config needs exactly the keys {sorted(required)}, plus 'num_classes' "
+            f"for a class-conditional generator; got {sorted(config)}."
         )
     return Generator(**{key: int(value) for key, value in config.items()})
 
+
+GENERATOR_FORMAT = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorCheckpoint:
+    """A trained generator: architecture, weights and provenance, in one typed value.
+
+    ``config`` holds the constructor arguments of :class:`Generator` (``Generator.config``);
+    ``state_dict`` its weights (CPU tensors). ``training_device`` says where it was trained
+    (e.g. ``cuda:0``), ``step`` the training step the weights come from and ``variant``
+    which weights they are (``ema``: the exponential moving average; ``raw``: the
+    optimised generator itself). ``class_names`` names the classes of a class-conditional
+    generator (label ``i`` is ``class_names[i]``); empty when unconditional or unnamed, and
+    files written before it existed read back with it empty.
+    """
+
+    config: dict[str, int]
+    state_dict: dict[str, torch.Tensor]
+    training_device: str = "unknown"
+    step: int = 0
+    variant: str = "ema"
+    class_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "class_names", tuple(str(name) for name in self.class_names))
+        num_classes = int(self.config.get("num_classes", 0))
+        if self.class_names and len(self.class_names) != num_classes:
+            raise ValueError(
+                f"Got {len(self.class_names)} class names for a generator with "
+                f"num_classes={num_classes}: give one name per class, or none."
+            )
+
+    @classmethod
+    def from_generator(cls, generator: Generator, **provenance: Any) -> GeneratorCheckpoint:
+        """Snapshot ``generator``'s architecture and weights (copied to the CPU)."""
+        state = {key: value.detach().cpu().clone() for key, value in generator.state_dict().items()}
+        return cls(config=dict(generator.config), state_dict=state, **provenance)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The on-disk form: plain values and tensors only (``weights_only`` loadable)."""
+        return {"format": GENERATOR_FORMAT, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GeneratorCheckpoint:
+        """Read the on-disk form; a dict without ``config``/``state_dict`` is refused clearly."""
+        if not isinstance(data, dict) or not {"config", "state_dict"} <= set(data):
+            found = sorted(data) if isinstance(data, dict) else type(data).__name__
+            raise ValueError(
+                "Not an Atelier generator file: it needs 'config' and 'state_dict' (found "
+                f"{found}). Generator files are written by the training pipeline "
+                "(data/06_models/generator.pt)."
+            )
+        fields = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in fields})
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the checkpoint to ``path`` atomically."""
+        write_atomically(path, lambda handle: torch.save(self.to_dict(), handle))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> GeneratorCheckpoint:
+        """Read a checkpoint written by :meth:`save` (no pickled code is ever run)."""
+        return cls.from_dict(torch.load(Path(path), map_location="cpu", weights_only=True))
+
+
+def load_generator(
+    source: GeneratorCheckpoint | dict | str | os.PathLike, device: str | torch.device = "cpu"
+) -> Generator:
+    """A ready generator (weights loaded, eval mode, on ``device``) from a checkpoint.
+
+    ``source`` is a :class:`GeneratorCheckpoint`, its dict form, or the path of a file
+    written by :meth:`GeneratorCheckpoint.save`.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        source = GeneratorCheckpoint.load(source)
+    elif isinstance(source, dict):
+        source = GeneratorCheckpoint.from_dict(source)
+    generator = build_generator(source.config)
+    generator.load_state_dict(source.state_dict)
+    return generator.to(device).eval()

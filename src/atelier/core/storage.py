@@ -1,4 +1,5 @@
-"""File helpers shared by core and the Kedro glue: crash-safe writes, content hashes."""
+"""File helpers shared by core and the Kedro glue: crash-safe writes, content hashes, the
+dataset identity (:func:`dataset_hash`)."""
 
 from __future__ import annotations
 
@@ -49,4 +50,18 @@ def file_sha256(path: str | Path) -> str:
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def dataset_hash(paths: list[str], sha256s: list[str]) -> str:
+    """The dataset's identity, ``data_hash``: sha256 over (relative path, file sha256) pairs.
+
+    Sorted by path, so the order files were found in does not matter. Two image sources hash
+    alike exactly when they hold the same files (paths and bytes): it changes when any file
+    is added, removed, renamed or edited. Computed from the manifest (one row per input
+    file); checkpoints, lineage tags and ``atelier.reproduce`` all use this one value.
+    """
+    digest = hashlib.sha256()
+    for path, sha in sorted(zip(paths, sha256s, strict=True)):
+        digest.update(f"{path}\0{sha}\n".encode())
     return digest.hexdigest()

@@ -47,6 +47,7 @@ def ingested(tmp_path_factory, sample_images_dir, shared_tracking_env):
     return project, expected
 
 
+@pytest.mark.slow
 def test_digits_plus_every_bad_kind_gives_one_row_per_file(ingested):
     project, expected = ingested
     files = [p for p in (project / "data/01_raw/images").rglob("*") if p.is_file()]
@@ -68,6 +69,7 @@ def test_digits_plus_every_bad_kind_gives_one_row_per_file(ingested):
     assert "same bytes as 3/0003.png" in report
 
 
+@pytest.mark.slow
 def test_zip_with_parent_path_fails_clearly_and_writes_nothing(ingested, shared_tracking_env):
     project, _ = ingested
     upload = project / "data" / "01_raw" / "upload.zip"

@@ -16,7 +16,7 @@ from conftest import run_kedro
 from digit_cases import digits
 from PIL import Image
 
-from atelier.core.models import Generator
+from atelier.core.models import Generator, GeneratorCheckpoint
 from atelier.errors import InceptionWeightsNotFoundError
 from atelier.pipelines.evaluation.nodes import evaluate_generator
 
@@ -31,21 +31,20 @@ def _primary_images(count: int = 60) -> dict:
     images = digits(range(count))
     is_val = torch.arange(count) % 2 == 0
     return {"images": images, "is_val": is_val, "resolution": 32, "channels": 1,
-            "content_hash": "test", "sha256": [str(i) for i in range(count)],
+            "data_hash": "test", "sha256": [str(i) for i in range(count)],
             "paths": [f"{i}.png" for i in range(count)]}
 
 
-def _generator() -> dict:
+def _generator() -> GeneratorCheckpoint:
     torch.manual_seed(0)
-    model = Generator(**GENERATOR_CONFIG)
-    return {"config": model.config, "state_dict": model.state_dict()}
+    return GeneratorCheckpoint.from_generator(Generator(**GENERATOR_CONFIG))
 
 
 @pytest.mark.slow
 def test_evaluation_writes_metrics_and_grids_and_reuses_reference_statistics(
         kedro_project, standin_torch_home, shared_tracking_env):
     torch.save(_primary_images(), kedro_project / "data/03_primary/images.pt")
-    torch.save(_generator(), kedro_project / "data/06_models/generator.pt")
+    _generator().save(kedro_project / "data/06_models/generator.pt")
     env = {**shared_tracking_env, "TORCH_HOME": str(standin_torch_home)}
 
     first = run_kedro(kedro_project, "run", "--pipeline=evaluation", f"--params={PARAMS}", env=env)

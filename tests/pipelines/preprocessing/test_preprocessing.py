@@ -1,10 +1,11 @@
-"""preprocessing: the uint8 training tensor, its deterministic split and content hash."""
+"""preprocessing: the uint8 training tensor, its deterministic split and the dataset's data_hash."""
 
 from __future__ import annotations
 
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import run_kedro
@@ -12,6 +13,7 @@ from image_cases import RESOLUTION, encode, gradient, write_image_cases
 from PIL import Image
 
 from atelier.core import images as core_images
+from atelier.core.storage import dataset_hash
 from atelier.errors import DataSourceError
 from atelier.pipelines.data_ingestion.nodes import build_manifest, inspect_source
 from atelier.pipelines.preprocessing.nodes import preprocess_images
@@ -22,6 +24,7 @@ PRIMARY = "data/03_primary/images.pt"
 INGESTION = {"max_image_pixels": 89_478_485, "max_file_bytes": 104_857_600, "allow_upscale": False}
 
 
+@pytest.mark.slow
 def test_digits_at_32_and_split_is_stable_when_images_are_added(
         kedro_project, sample_images_dir, shared_tracking_env, tmp_path):
     images = kedro_project / "data" / "01_raw" / "images"
@@ -35,7 +38,8 @@ def test_digits_at_32_and_split_is_stable_when_images_are_added(
     assert (first["resolution"], first["channels"]) == (32, 1)
     assert first["paths"] == sorted(first["paths"]) and first["paths"][0] == "0/0000.png"
     assert first["is_val"].dtype == torch.bool and 0.15 < first["is_val"].float().mean() < 0.25
-    assert first["content_hash"] == core_images.hash_dataset_content(first["sha256"], 32, 1)
+    manifest = pd.read_parquet(kedro_project / "data/02_intermediate/manifest.parquet")
+    assert first["data_hash"] == dataset_hash(manifest["path"].tolist(), manifest["sha256"].tolist())
     # The pixels are the digit: 0000.png is a zero, dark in the middle, inked around it.
     zero = first["images"][0, 0].float()
     assert zero[12:20, 12:20].mean() < 60 and zero[4:28, 4:28].max() > 200
@@ -49,10 +53,11 @@ def test_digits_at_32_and_split_is_stable_when_images_are_added(
             digit.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(path.with_stem(path.stem + "_m"))
     ingestion = {**INGESTION, "source": str(grown), "extract_dir": str(tmp_path / "x")}
     manifest = build_manifest(inspect_source(ingestion, 32, None))
-    second = preprocess_images(manifest, ingestion, preprocessing_params(resolution=32, workers=None))
+    second = preprocess_images(manifest, lineage_of(manifest), ingestion,
+                               preprocessing_params(resolution=32, workers=None))
 
     assert len(second["paths"]) == 1797 + 200
-    assert second["content_hash"] != first["content_hash"]
+    assert second["data_hash"] != first["data_hash"]
     row = {path: i for i, path in enumerate(second["paths"])}
     old = torch.tensor([row[path] for path in first["paths"]])
     assert torch.equal(second["is_val"][old], first["is_val"])  # no old image moved
@@ -69,6 +74,10 @@ def cases(tmp_path):
     return build_manifest(inspect_source(ingestion, RESOLUTION, 1)), ingestion
 
 
+def lineage_of(manifest: pd.DataFrame) -> dict:
+    return {"data_hash": dataset_hash(manifest["path"].tolist(), manifest["sha256"].tolist())}
+
+
 def preprocessing_params(**overrides) -> dict:
     return {"resolution": RESOLUTION, "channels": 1, "val_fraction": 0.2, "workers": 1,
             **overrides}
@@ -77,15 +86,14 @@ def preprocessing_params(**overrides) -> dict:
 @pytest.mark.parametrize("channels", [1, 3])
 def test_only_ok_rows_in_path_order_with_the_requested_channels(cases, channels):
     manifest, ingestion = cases
-    result = preprocess_images(manifest, ingestion, preprocessing_params(channels=channels))
+    result = preprocess_images(manifest, lineage_of(manifest), ingestion, preprocessing_params(channels=channels))
     ok = manifest[manifest["status"] == "ok"]
     assert result["paths"] == sorted(ok["path"]) and len(result["paths"]) == 14
     assert result["images"].shape == (14, channels, RESOLUTION, RESOLUTION)
     assert result["images"].dtype == torch.uint8
     assert result["sha256"] == ok.set_index("path").loc[result["paths"], "sha256"].tolist()
     assert torch.equal(result["is_val"], core_images.assign_validation(result["sha256"], 0.2))
-    assert result["content_hash"] == core_images.hash_dataset_content(result["sha256"], RESOLUTION,
-                                                                      channels)
+    assert result["data_hash"] == lineage_of(manifest)["data_hash"]
     rgba = result["images"][result["paths"].index("modes/rgba.png")]
     assert torch.all(rgba == 255)  # transparent -> white
 
@@ -93,8 +101,8 @@ def test_only_ok_rows_in_path_order_with_the_requested_channels(cases, channels)
 def test_manifest_built_for_a_lower_resolution_is_refused(cases):
     manifest, ingestion = cases
     with pytest.raises(DataSourceError, match="smaller than 64 pixels.*allow_upscale"):
-        preprocess_images(manifest, ingestion, preprocessing_params(resolution=64))
-    result = preprocess_images(manifest, {**ingestion, "allow_upscale": True},
+        preprocess_images(manifest, lineage_of(manifest), ingestion, preprocessing_params(resolution=64))
+    result = preprocess_images(manifest, lineage_of(manifest), {**ingestion, "allow_upscale": True},
                                preprocessing_params(resolution=64))
     assert result["images"].shape[-2:] == (64, 64)
 
@@ -103,14 +111,14 @@ def test_files_changed_since_ingestion_are_refused(cases, tmp_path):
     manifest, ingestion = cases
     (tmp_path / "in" / "modes" / "gray.png").write_bytes(encode(gradient(40, 40)))
     with pytest.raises(DataSourceError, match="1 files changed since ingestion.*modes/gray.png"):
-        preprocess_images(manifest, ingestion, preprocessing_params())
+        preprocess_images(manifest, lineage_of(manifest), ingestion, preprocessing_params())
 
 
 def test_manifest_without_usable_images_is_refused(cases):
     manifest, ingestion = cases
     rejected = manifest[manifest["status"] != "ok"]
     with pytest.raises(DataSourceError, match="None of the 10 files .* rejection report"):
-        preprocess_images(rejected, ingestion, preprocessing_params())
+        preprocess_images(rejected, lineage_of(rejected), ingestion, preprocessing_params())
 
 
 def test_archive_source_is_read_from_the_extraction_folder(tmp_path):
@@ -121,6 +129,6 @@ def test_archive_source_is_read_from_the_extraction_folder(tmp_path):
     archive = shutil.make_archive(str(tmp_path / "upload"), "zip", folder)
     ingestion = {**INGESTION, "source": archive, "extract_dir": str(tmp_path / "extracted")}
     manifest = build_manifest(inspect_source(ingestion, RESOLUTION, 1))
-    result = preprocess_images(manifest, ingestion, preprocessing_params())
+    result = preprocess_images(manifest, lineage_of(manifest), ingestion, preprocessing_params())
     assert result["paths"] == ["a/0.png", "a/1.png", "a/2.png"]
     assert result["images"].flatten(1).float().mean(1).tolist() == [0.0, 100.0, 200.0]

@@ -44,6 +44,7 @@ def test_node_renders_every_digit_smoothly_upscaled(rendered):
     assert Image.open(io.BytesIO(small["0/0000.png"])).size == (32, 32)
 
 
+@pytest.mark.slow
 def test_second_run_rewrites_nothing_and_bytes_match_in_process(sample_images_dir, rendered,
                                                                  shared_tracking_env):
     project = sample_images_dir.parents[2]

@@ -6,15 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import run_kedro
+from conftest import run_kedro, tiny_params
 from PIL import Image
 
 from atelier.core.generate import generate_images
-from atelier.core.models import build_generator
+from atelier.core.models import GeneratorCheckpoint, load_generator
 
-TINY = ("training.max_steps=4,training.batch_size=8,training.latent_dim=8,training.g_width=4,"
-        "training.d_width=4,training.log_every=2,training.sample_every=0,"
-        "training.checkpoint_every=2,training.num_sample_images=4")
+TINY = tiny_params(**{
+    "training.max_steps": 4, "training.batch_size": 8, "training.latent_dim": 8,
+    "training.g_width": 4, "training.d_width": 4, "training.log_every": 2,
+    "training.checkpoint_every": 2, "training.num_sample_images": 4,
+})
 
 
 def write_primary_images(project, count=40, val=8):
@@ -25,7 +27,7 @@ def write_primary_images(project, count=40, val=8):
     torch.save({
         "images": images, "sha256": [f"{i:064x}" for i in range(count)],
         "paths": [f"{i}.png" for i in range(count)], "is_val": is_val, "resolution": 32,
-        "channels": 1, "content_hash": "c0ffee" * 10 + "abcd",
+        "channels": 1, "data_hash": "c0ffee" * 10 + "abcd",
     }, project / "data/03_primary/images.pt")
 
 
@@ -34,10 +36,10 @@ def test_training_pipeline_writes_generator_grid_and_history_and_resumes(kedro_p
     write_primary_images(kedro_project)
     run_kedro(kedro_project, "run", "--pipeline=training", f"--params={TINY}")
 
-    saved = torch.load(kedro_project / "data/06_models/generator.pt", weights_only=True)
-    assert saved["config"] == {"resolution": 32, "channels": 1, "latent_dim": 8, "g_width": 4}
-    generator = build_generator(saved["config"])
-    generator.load_state_dict(saved["state_dict"])
+    saved = GeneratorCheckpoint.load(kedro_project / "data/06_models/generator.pt")
+    assert saved.config == {"resolution": 32, "channels": 1, "latent_dim": 8, "g_width": 4}
+    assert saved.step == 4 and saved.training_device == "cpu"
+    generator = load_generator(saved)
     samples = generate_images(generator, range(4))
     assert samples.shape == (4, 1, 32, 32)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from atelier.core import images
+from atelier.core.storage import dataset_hash
 from atelier.errors import DataSourceError
 
 logger = logging.getLogger(__name__)
@@ -113,3 +114,35 @@ def report_rejections(inspected_files: pd.DataFrame, source: str) -> str:
         lines += [f"| {_cell(row.path)} | {row.status} | {_cell(row.detail)} |"
                   for row in rejected.itertuples()]
     return "\n".join(lines) + "\n"
+
+
+def record_lineage(manifest: pd.DataFrame, source_version: dict, source: str) -> dict:
+    """Where this run's data and code came from, computed once per run.
+
+    Args:
+        manifest: One row per input file (``path``, ``sha256``).
+        source_version: The checkout's ``git_commit``, ``git_dirty`` and ``dvc_versions``
+            (catalog entry ``source_version``).
+        source: ``params:ingestion.source``.
+
+    Returns:
+        ``data_hash`` (the dataset's identity: :func:`atelier.core.storage.dataset_hash` of
+        the manifest), ``data_version`` (``dvc:<md5>`` when DVC tracks the source, else
+        ``content:<data_hash>``), ``data_source``, ``git_commit`` and ``git_dirty``. The
+        tracking hook tags the run with it; registration tags the model version.
+    """
+    data_hash = dataset_hash(manifest["path"].tolist(), manifest["sha256"].tolist())
+    dvc_md5 = source_version["dvc_versions"].get(Path(source).as_posix())
+    if source_version["git_commit"] is None:
+        logger.warning("Not a git checkout: the run records no git_commit and cannot be "
+                       "reproduced exactly.")
+    elif source_version["git_dirty"]:
+        logger.warning("The git tree has uncommitted changes to tracked files; git_commit %s "
+                       "alone will not reproduce this run.", source_version["git_commit"][:12])
+    return {
+        "data_hash": data_hash,
+        "data_version": f"dvc:{dvc_md5}" if dvc_md5 else f"content:{data_hash}",
+        "data_source": str(source),
+        "git_commit": source_version["git_commit"],
+        "git_dirty": source_version["git_dirty"],
+    }

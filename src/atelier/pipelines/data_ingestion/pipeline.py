@@ -1,8 +1,13 @@
-"""Image source -> ``manifest`` (one row per file) and ``rejection_report``."""
+"""Image source -> ``manifest`` (one row per file), ``rejection_report`` and ``lineage``."""
 
 from kedro.pipeline import Node, Pipeline
 
-from atelier.pipelines.data_ingestion.nodes import build_manifest, inspect_source, report_rejections
+from atelier.pipelines.data_ingestion.nodes import (
+    build_manifest,
+    inspect_source,
+    record_lineage,
+    report_rejections,
+)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -26,6 +31,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["inspected_files", "params:ingestion.source"],
                 outputs="rejection_report",
                 name="report_rejections",
+            ),
+            Node(
+                func=record_lineage,
+                inputs=["manifest", "source_version", "params:ingestion.source"],
+                outputs="lineage",
+                name="record_lineage",
             ),
         ]
     )

@@ -15,13 +15,7 @@ from torch import nn
 
 from atelier.core import metrics as core_metrics
 from atelier.core.generate import generate_images, image_grid
-from atelier.core.models import build_generator
-
-
-def _rebuild_generator(generator: dict, device: torch.device) -> nn.Module:
-    model = build_generator(generator["config"])
-    model.load_state_dict(generator["state_dict"])
-    return model.to(device).eval()
+from atelier.core.models import GeneratorCheckpoint, load_generator
 
 
 def _validation_images(primary_images: dict) -> torch.Tensor:
@@ -47,11 +41,11 @@ def _generated_batches(model: nn.Module, seeds: Sequence[int], batch_size: int,
                               device=device)
 
 
-def evaluate_generator(generator: dict, primary_images: dict, evaluation: dict) -> dict:
+def evaluate_generator(generator: GeneratorCheckpoint, primary_images: dict, evaluation: dict) -> dict:
     """Score ``evaluation.num_samples`` generated images against the validation split.
 
     Args:
-        generator: ``{"config": ..., "state_dict": ...}`` (``atelier.core.models.build_generator``).
+        generator: The trained generator.
         primary_images: ``images`` (uint8 N x C x H x W) and ``is_val`` (bool N).
         evaluation: ``params:evaluation``.
 
@@ -64,7 +58,7 @@ def evaluate_generator(generator: dict, primary_images: dict, evaluation: dict) 
     # First, so that missing weights stop the run before anything is generated.
     inception = core_metrics.load_inception(evaluation["inception_weights"], device)
     reference = _validation_images(primary_images)
-    model = _rebuild_generator(generator, device)
+    model = load_generator(generator, device)
     makes = (model.channels, model.resolution, model.resolution)
     if makes != tuple(reference.shape[1:]):
         raise ValueError(
@@ -81,20 +75,17 @@ def evaluate_generator(generator: dict, primary_images: dict, evaluation: dict) 
     )
 
 
-def draw_sample_grids(generator: dict, primary_images: dict,
+def draw_sample_grids(generator: GeneratorCheckpoint, primary_images: dict,
                       evaluation: dict) -> tuple[Image.Image, Image.Image]:
     """A grid of the first ``evaluation.grid_size`` scored samples, and one of as many
     validation images, for looking at side by side."""
     device = core_metrics.resolve_device(evaluation["device"])
-    model = _rebuild_generator(generator, device)
+    model = load_generator(generator, device)
     generated = generate_images(model, _seeds(evaluation, evaluation["grid_size"]), device=device)
     real = _validation_images(primary_images)[: evaluation["grid_size"]]
     return image_grid(generated), image_grid(real)
 
 
-TRACKED_SCORES = ("fid", "inception_score", "inception_score_std", "kid", "kid_std")
-
-
 def scores_for_tracking(metrics: dict) -> dict:
     """The scores of ``metrics`` in kedro-mlflow's metrics format: ``{name: {"value", "step"}}``."""
-    return {name: {"value": float(metrics[name]), "step": 0} for name in TRACKED_SCORES}
+    return {name: {"value": float(metrics[name]), "step": 0} for name in core_metrics.SCORE_NAMES}

@@ -13,19 +13,21 @@ from atelier.errors import DataSourceError
 logger = logging.getLogger(__name__)
 
 
-def preprocess_images(manifest: pd.DataFrame, ingestion: dict, preprocessing: dict) -> dict[str, Any]:
+def preprocess_images(manifest: pd.DataFrame, lineage: dict, ingestion: dict,
+                      preprocessing: dict) -> dict[str, Any]:
     """Build the training tensor from the manifest's ``ok`` rows, in path order.
 
     Args:
         manifest: One row per source file (see the data_ingestion pipeline).
+        lineage: The run's lineage; its ``data_hash`` names the dataset.
         ingestion: ``params:ingestion``; locates the files (``source``, ``extract_dir``)
             and bounds decoding (``max_image_pixels``, ``allow_upscale``).
         preprocessing: ``params:preprocessing`` (resolution, channels, val_fraction, workers).
 
     Returns:
         ``{"images": uint8 N x C x H x W, "sha256": [...], "paths": [...], "is_val": bool N,
-        "resolution": int, "channels": int, "content_hash": str}``. ``is_val`` depends on
-        each image's bytes only; ``content_hash`` names the image set and its shaping.
+        "resolution": int, "channels": int, "data_hash": str}``. ``is_val`` depends on
+        each image's bytes only; ``data_hash`` is the dataset's identity (the lineage's).
 
     Raises:
         DataSourceError: No usable image, images smaller than the resolution the manifest
@@ -71,5 +73,5 @@ def preprocess_images(manifest: pd.DataFrame, ingestion: dict, preprocessing: di
         "is_val": is_val,
         "resolution": resolution,
         "channels": channels,
-        "content_hash": images.hash_dataset_content(sha256s, resolution, channels),
+        "data_hash": lineage["data_hash"],
     }

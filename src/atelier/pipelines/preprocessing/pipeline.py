@@ -1,4 +1,4 @@
-"""``manifest`` + source -> ``primary_images`` (uint8 N x C x H x W and the split)."""
+"""``manifest`` + ``lineage`` + source -> ``primary_images`` (uint8 N x C x H x W and the split)."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -10,7 +10,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=preprocess_images,
-                inputs=["manifest", "params:ingestion", "params:preprocessing"],
+                inputs=["manifest", "lineage", "params:ingestion", "params:preprocessing"],
                 outputs="primary_images",
                 name="preprocess_images",
             ),

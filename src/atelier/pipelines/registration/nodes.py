@@ -1,59 +1,33 @@
-"""Registration nodes: the MLflow registry work itself lives in ``atelier.registry``."""
+"""Registration nodes: log, register and maybe promote the generator; write its model card.
+
+The MLflow work itself lives in the tracking adapter (``atelier.tracking``).
+"""
 
 from __future__ import annotations
 
-import mlflow
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
-from atelier import registry
+from atelier.core.metrics import SCORE_NAMES
+from atelier.core.models import GeneratorCheckpoint
+from atelier.tracking import register_generator_version
 
 
-def register_generator(generator: dict, metrics: dict, params: dict) -> dict:
-    """Log ``generator`` as a pyfunc model in the active run, register it, maybe promote it.
+def register_generator(generator: GeneratorCheckpoint, metrics: dict, lineage: dict,
+                       registration: dict) -> dict:
+    """Register ``generator`` as a new model version and promote it if it beats the champion.
 
     Args:
-        generator: ``{"config", "state_dict"}`` of the EMA generator.
-        metrics: evaluation metrics; ``metrics["fid"]`` decides promotion.
-        params: ``registration`` parameters (``model_name``, ``min_fid_improvement``).
+        generator: The trained generator.
+        metrics: Evaluation metrics; ``metrics["fid"]`` decides promotion.
+        lineage: The run's lineage (git commit, data version), tagged on the version.
+        registration: ``params:registration`` (``model_name``, ``min_fid_improvement``).
 
     Returns:
         The registration record: model name, version, run id, lineage, the decision and
-        its reason. The decision is also tagged on the run and written to the version's
-        description.
+        its reason.
     """
-    run = mlflow.active_run()
-    if run is None:
-        raise RuntimeError(
-            "Registration needs an active MLflow run: run it through `kedro run` with "
-            "kedro-mlflow enabled (conf/base/mlflow.yml), not with tracking disabled."
-        )
-    client = MlflowClient()
-    model_name = params["model_name"]
-    info = registry.log_generator_model(generator, model_name)
-    version = str(info.registered_model_version)
-    run_tags = client.get_run(run.info.run_id).data.tags
-    lineage = {key: run_tags[key] for key in ("git_commit", "data_version", "data_content_hash")
-               if key in run_tags}
-    version_tags = {
-        **{key: str(metrics[key]) for key in ("fid", "inception_score", "kid") if key in metrics},
-        "fid_dims": str(metrics.get("dims", "")),
-        "inception_weights_sha256": str(metrics.get("inception_weights_sha256", "")),
-        "run_id": run.info.run_id,
-        **lineage,
-    }
-    if metrics.get("inception_weights_warning"):
-        version_tags["inception_weights_warning"] = metrics["inception_weights_warning"]
-    for key, value in version_tags.items():
-        client.set_model_version_tag(model_name, version, key, value)
-    decision = registry.promote_if_better(
-        client, model_name, version, float(metrics["fid"]), float(params["min_fid_improvement"])
-    )
-    mlflow.set_tags({"registration.version": version,
-                     "registration.promoted": str(decision.promote).lower(),
-                     "registration.reason": decision.reason})
-    return {**registry.decision_record(model_name, version, decision),
-            "run_id": run.info.run_id, "model_uri": f"models:/{model_name}/{version}", **lineage}
+    return register_generator_version(generator, metrics, lineage, registration["model_name"],
+                                      registration["min_fid_improvement"])
 
 
 def write_model_card(
@@ -86,7 +60,7 @@ def write_model_card(
         "| metric | value |",
         "| --- | --- |",
     ]
-    for key in ("fid", "inception_score", "inception_score_std", "kid", "kid_std", "num_samples", "dims"):
+    for key in (*SCORE_NAMES, "num_samples", "dims"):
         if key in metrics:
             lines.append(f"| {key} | {metrics[key]} |")
     if metrics.get("inception_weights_warning"):

@@ -8,7 +8,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=register_generator,
-                inputs=["generator", "metrics", "params:registration"],
+                inputs=["generator", "metrics", "lineage", "params:registration"],
                 outputs="registration_record",
                 name="register_generator",
             ),

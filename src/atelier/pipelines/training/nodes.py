@@ -1,4 +1,4 @@
-"""Training node: the primary tensor and ``params:training`` in; generator, grid, losses out.
+"""Training nodes: the primary tensor and ``params:training`` in; generator, grid, losses out.
 
 The loop itself (AMP, EMA, checkpoints, resume, DDP) is :func:`atelier.core.training.train_gan`.
 """
@@ -14,33 +14,34 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from atelier.core.generate import generate_images, image_grid
-from atelier.core.training import TrainingConfig, launch_training
-from atelier.tracking import TrainingReporter
+from atelier.core.models import GeneratorCheckpoint
+from atelier.core.training import Report, TrainingConfig, launch_training
 
 
-def train_generator(primary_images: dict, training: dict) -> tuple[dict, Image.Image, pd.DataFrame]:
+def train_generator(primary_images: dict, training: dict, training_reporter: Report,
+                    ) -> tuple[GeneratorCheckpoint, Image.Image, pd.DataFrame]:
     """Train the DCGAN on the training rows of ``primary_images``.
 
     Args:
         primary_images: ``images`` (uint8 N x C x H x W), ``is_val`` (bool N) and
-            ``content_hash``; the resolution and channels are the tensor's.
+            ``data_hash``; the resolution and channels are the tensor's.
         training: ``params:training``.
+        training_reporter: Called every ``training.log_every`` steps with the losses (and
+            sample grids); the catalog's ``training_reporter`` streams them to MLflow.
 
     Returns:
-        ``generator`` (``{"config", "state_dict", "training_device"}`` of the EMA
-        generator, rebuilt by ``atelier.core.models.build_generator``), a grid of EMA samples from seeds
-        ``0..num_sample_images-1``, and the loss history (step, loss_d, loss_g, images_per_sec).
+        The trained ``generator`` (a :class:`~atelier.core.models.GeneratorCheckpoint`), a
+        grid of its samples from seeds ``0..num_sample_images-1``, and the loss history
+        (step, loss_d, loss_g, images_per_sec).
     """
     config = TrainingConfig.from_params(training)
     train_images = primary_images["images"][~primary_images["is_val"]]
-    result = launch_training(train_images, config, data_hash=primary_images["content_hash"],
-                             report=TrainingReporter())
+    result = launch_training(train_images, config, data_hash=primary_images["data_hash"],
+                             report=training_reporter)
     samples = generate_images(result.generator, range(config.num_sample_images))
     grid = image_grid(samples)
-    generator = {"config": result.generator.config, "state_dict": result.generator.state_dict(),
-                 "training_device": result.device}
     history = pd.DataFrame(result.history, columns=["step", "loss_d", "loss_g", "images_per_sec"])
-    return generator, grid, history
+    return result.checkpoint, grid, history
 
 
 def plot_loss_curve(loss_history: pd.DataFrame) -> Figure:

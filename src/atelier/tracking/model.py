@@ -11,8 +11,9 @@ Output: a ``numpy.uint8`` array of shape ``(rows, height, width, channels)`` (HW
 layout PIL and most image tools expect; ``channels`` is 1 for grayscale or 3 for RGB).
 Over HTTP it arrives as ``{"predictions": [...]}``, nested lists in that shape.
 
-The model's one artifact is the generator file written by the training pipeline
-(``{"config": ..., "state_dict": ...}``), loaded with ``torch.load(weights_only=True)``.
+The model's one artifact is the generator file written by the training pipeline (a
+:class:`atelier.core.models.GeneratorCheckpoint`), read with ``torch.load(weights_only=True)``
+by :func:`atelier.core.models.load_generator`.
 The device defaults to the CPU; pass ``model_config={"device": "cuda"}`` to
 ``mlflow.pyfunc.load_model`` to generate on a GPU.
 """
@@ -24,10 +25,9 @@ import math
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
-import torch
 
 from atelier.core.generate import generate_images
-from atelier.core.models import build_generator
+from atelier.core.models import load_generator
 
 GENERATOR_ARTIFACT = "generator"
 
@@ -45,13 +45,8 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
     """pyfunc wrapper around an Atelier generator (see the module docstring for I/O)."""
 
     def load_context(self, context) -> None:
-        checkpoint = torch.load(
-            context.artifacts[GENERATOR_ARTIFACT], map_location="cpu", weights_only=True
-        )
         device = (context.model_config or {}).get("device", "cpu")
-        self.generator = build_generator(checkpoint["config"]).to(device)
-        self.generator.load_state_dict(checkpoint["state_dict"])
-        self.generator.eval()
+        self.generator = load_generator(context.artifacts[GENERATOR_ARTIFACT], device)
         self.device = device
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:

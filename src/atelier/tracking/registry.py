@@ -30,7 +30,10 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema, TensorSpec
 
-from atelier.mlflow_model import GENERATOR_ARTIFACT, GeneratorModel
+from atelier.core.metrics import SCORE_NAMES
+from atelier.core.models import GeneratorCheckpoint
+from atelier.tracking.hooks import lineage_tags
+from atelier.tracking.model import GENERATOR_ARTIFACT, GeneratorModel
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +139,8 @@ def generator_signature(config: dict) -> ModelSignature:
     )
 
 
-def log_generator_model(generator: dict, model_name: str):
-    """Log ``generator`` ({"config", "state_dict"}) to the active run as a pyfunc model.
+def log_generator_model(generator: GeneratorCheckpoint, model_name: str):
+    """Log ``generator`` to the active run as a pyfunc model.
 
     The model is registered as a new version of ``model_name``, with its signature and an
     input example. Returns MLflow's ``ModelInfo``.
@@ -146,18 +149,18 @@ def log_generator_model(generator: dict, model_name: str):
                             "truncation": np.array([0.0, 0.0, 1.5])})
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "generator.pt"
-        torch.save(generator, weights)
+        generator.save(weights)
         return mlflow.pyfunc.log_model(
             name="generator",
             python_model=GeneratorModel(),
             artifacts={GENERATOR_ARTIFACT: str(weights)},
-            signature=generator_signature(generator["config"]),
+            signature=generator_signature(generator.config),
             input_example=example,
             registered_model_name=model_name,
             pip_requirements=[f"torch>={torch.__version__.split('+')[0]}", "numpy", "pandas",
                               f"mlflow>={mlflow.__version__}"],
             # The package travels with the model, so it loads where Atelier is not installed.
-            code_paths=[str(Path(__file__).parent)],
+            code_paths=[str(Path(__file__).parents[1])],
         )
 
 
@@ -185,3 +188,44 @@ def promote_if_better(
 def decision_record(model_name: str, version: str, decision: PromotionDecision) -> dict:
     """The registration outcome as a plain dict (written to data/08_reporting)."""
     return {"model_name": model_name, "version": int(version), **asdict(decision)}
+
+
+def register_generator_version(generator: GeneratorCheckpoint, metrics: dict, lineage: dict,
+                               model_name: str, min_fid_improvement: float) -> dict:
+    """Log ``generator`` as a pyfunc model in the active run, register it, maybe promote it.
+
+    The new version is tagged with its scores and ``lineage`` (git commit, data version),
+    gets the alias ``challenger`` and, through :func:`promote_if_better`, ``champion`` when it
+    beats the current one. Returns the registration record: model name, version, run id,
+    model URI, lineage, the decision and its reason (also tagged on the run and written to
+    the version's description).
+    """
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError(
+            "Registration needs an active MLflow run: run it through `kedro run` with "
+            "kedro-mlflow enabled (conf/base/mlflow.yml), not with tracking disabled."
+        )
+    client = MlflowClient()
+    info = log_generator_model(generator, model_name)
+    version = str(info.registered_model_version)
+    lineage = lineage_tags(lineage)
+    version_tags = {
+        **{key: str(metrics[key]) for key in SCORE_NAMES if key in metrics},
+        "fid_dims": str(metrics.get("dims", "")),
+        "inception_weights_sha256": str(metrics.get("inception_weights_sha256", "")),
+        "run_id": run.info.run_id,
+        "best_step": str(generator.step),
+        **lineage,
+    }
+    if metrics.get("inception_weights_warning"):
+        version_tags["inception_weights_warning"] = metrics["inception_weights_warning"]
+    for key, value in version_tags.items():
+        client.set_model_version_tag(model_name, version, key, value)
+    decision = promote_if_better(client, model_name, version, float(metrics["fid"]),
+                                 float(min_fid_improvement))
+    mlflow.set_tags({"registration.version": version,
+                     "registration.promoted": str(decision.promote).lower(),
+                     "registration.reason": decision.reason})
+    return {**decision_record(model_name, version, decision), "run_id": run.info.run_id,
+            "model_uri": f"models:/{model_name}/{version}", **lineage}

@@ -1,0 +1,190 @@
+"""Unpack a ``.zip`` / ``.tar[.gz|.bz2|.xz]`` / ``.tgz`` safely, or refuse it whole.
+
+Every entry is checked before anything is written, so a hostile archive (absolute paths,
+``..``, links, devices) writes nothing at all; the new tree is staged beside the
+destination and swapped into place, so a failure leaves the previous extraction intact.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import stat
+import tarfile
+import tempfile
+import zipfile
+import zlib
+from collections import Counter
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from atelier.core.errors import DataSourceError, UnsafeArchiveError
+
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+
+
+def is_archive(path: str | Path) -> bool:
+    """Whether ``path`` names an archive that :func:`extract_archive` can unpack."""
+    return str(path).lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def image_root(source: str | Path, extract_dir: str | Path) -> Path:
+    """The folder that manifest paths are relative to: the source, or where it was extracted."""
+    return Path(extract_dir) if is_archive(source) else Path(source)
+
+
+def _unsafe_name(name: str) -> str | None:
+    """Why an archive entry name could land outside the extraction folder, or None."""
+    if "\x00" in name:
+        return "contains a NUL character"
+    # Archives made on Windows may use backslashes; treat them as separators when checking.
+    parts = PurePosixPath(name.replace("\\", "/"))
+    drive = len(name) > 1 and name[0].isalpha() and name[1] == ":" and name[2:3] in ("", "/", "\\")
+    if parts.is_absolute() or drive:
+        return "is an absolute path"
+    if ".." in parts.parts:
+        return "contains '..'"
+    return None
+
+
+def _zip_entries(archive: zipfile.ZipFile) -> list[tuple[str, str | None, Any]]:
+    entries = []
+    for info in archive.infolist():
+        file_type = stat.S_IFMT(info.external_attr >> 16)  # Unix mode, when a Unix tool made it
+        if file_type == stat.S_IFLNK:
+            problem = "is a symbolic link"
+        elif file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
+            problem = "is a device, FIFO or socket"
+        else:
+            problem = _unsafe_name(info.filename)
+        entries.append((info.filename, problem, info))
+    return entries
+
+
+def _tar_entries(archive: tarfile.TarFile) -> list[tuple[str, str | None, Any]]:
+    entries = []
+    for member in archive.getmembers():
+        if member.issym():
+            problem = f"is a symbolic link to {member.linkname!r}"
+        elif member.islnk():
+            problem = f"is a hard link to {member.linkname!r}"
+        elif member.ischr() or member.isblk() or member.isfifo():
+            problem = "is a device or FIFO"
+        elif not (member.isfile() or member.isdir()):
+            problem = "is not a regular file or folder"
+        else:
+            problem = _unsafe_name(member.name)
+        entries.append((member.name, problem, member))
+    return entries
+
+
+def _is_folder(info: zipfile.ZipInfo | tarfile.TarInfo) -> bool:
+    return info.is_dir() if isinstance(info, zipfile.ZipInfo) else info.isdir()
+
+
+def _check_entries(archive_path: Path, destination: Path,
+                   entries: list[tuple[str, str | None, Any]]) -> None:
+    unsafe = [(name, problem) for name, problem, _ in entries if problem]
+    if unsafe:
+        listed = "\n".join(f"  {name!r} {problem}" for name, problem in unsafe[:20])
+        more = f"\n  ... and {len(unsafe) - 20} more" if len(unsafe) > 20 else ""
+        raise UnsafeArchiveError(
+            f"Refusing to extract {archive_path}: {len(unsafe)} entr"
+            f"{'y' if len(unsafe) == 1 else 'ies'} could land outside {destination} or "
+            f"point elsewhere on this machine:\n{listed}{more}\n"
+            "Nothing was extracted. Remove these entries from the archive, or unpack it "
+            "yourself and use the folder as the source."
+        )
+    counts = Counter(PurePosixPath(name.replace("\\", "/")).as_posix()
+                     for name, _, info in entries if not _is_folder(info))
+    repeated = sorted(name for name, count in counts.items() if count > 1)
+    if repeated:
+        raise DataSourceError(
+            f"{archive_path} holds several entries named {repeated[0]!r}; each file would "
+            "overwrite the previous one. Rebuild the archive without duplicates."
+        )
+
+
+def extract_archive(archive: str | Path, destination: str | Path) -> Path:
+    """Unpack ``archive`` into ``destination`` (replacing what an earlier call put there).
+
+    Every entry is checked before anything is written: absolute paths, ``..`` components,
+    symbolic and hard links, devices and FIFOs raise :class:`UnsafeArchiveError` naming
+    the entries, and nothing is extracted. Only regular files and folders are written, as
+    plain files (no permissions, owners or timestamps from the archive).
+
+    The new tree is built in a temporary folder beside ``destination`` and renamed into
+    place, so a failure leaves the previous extraction intact. ``destination`` is owned by
+    this function: a non-empty folder it did not create is refused rather than replaced.
+
+    Returns:
+        ``destination``.
+    """
+    archive, destination = Path(archive), Path(destination)
+    if not archive.is_file():
+        raise FileNotFoundError(f"{archive} does not exist.")
+    # The record beside the folder marks it as ours, so we only ever replace our own output.
+    record = destination.with_name(destination.name + ".source")
+    if destination.exists() and any(destination.iterdir()) and not record.exists():
+        raise DataSourceError(
+            f"{destination} already holds files that were not extracted by Atelier. Empty "
+            "it or choose another extraction folder; it is replaced on every extraction."
+        )
+    staging: Path | None = None
+    try:
+        if str(archive).lower().endswith(".zip"):
+            with zipfile.ZipFile(archive) as opened:
+                entries = _zip_entries(opened)
+                _check_entries(archive, destination, entries)
+                staging = _stage(destination)
+                for name, _, info in entries:
+                    if not _is_folder(info):
+                        with opened.open(info) as source:
+                            _write_entry(staging, name, source)
+        else:
+            with tarfile.open(archive, "r:*") as opened:
+                entries = _tar_entries(opened)
+                _check_entries(archive, destination, entries)
+                staging = _stage(destination)
+                for name, _, member in entries:
+                    if member.isfile():
+                        source = opened.extractfile(member)
+                        assert source is not None  # regular members always have content
+                        _write_entry(staging, name, source)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, RuntimeError, OSError,
+            zlib.error) as error:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise DataSourceError(f"Cannot extract {archive} into {destination}: {error}") from None
+    except BaseException:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _swap_into_place(staging, destination)
+    record.write_text(f"{archive.resolve()}\n")
+    return destination
+
+
+def _stage(destination: Path) -> Path:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{destination.name}."))
+
+
+def _write_entry(staging: Path, name: str, source: io.IOBase) -> None:
+    target = staging.joinpath(*PurePosixPath(name.replace("\\", "/")).parts)
+    # Belt and braces: the names were checked already, but never write outside staging.
+    if not target.resolve().is_relative_to(staging.resolve()):
+        raise UnsafeArchiveError(f"Archive entry {name!r} resolves outside the extraction folder.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("xb") as handle:  # "x": never follow or overwrite something already there
+        shutil.copyfileobj(source, handle, 1 << 20)
+
+
+def _swap_into_place(staging: Path, destination: Path) -> None:
+    if destination.exists():
+        retired = Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{destination.name}.old."))
+        destination.rename(retired / destination.name)
+        staging.rename(destination)
+        shutil.rmtree(retired)
+    else:
+        staging.rename(destination)

@@ -1,0 +1,115 @@
+"""Training checkpoints: written atomically, pruned, and chosen for resumption.
+
+A run's checkpoints live in ``<training.checkpoint_dir>/<first 12 hex digits of the data
+hash>/step_<step>.pt``. Each holds the weights of G, D and the EMA generator, both
+optimizers and grad scalers, the step, the parameters and the loss history; every value
+loads with ``torch.load(weights_only=True)``. No RNG state is stored: every draw in the
+loop comes from a stream reseeded from (seed, rank, step), so a resumed run draws what an
+uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from atelier.core.errors import CheckpointMismatchError, CheckpointUnreadableError
+from atelier.core.storage import write_atomically
+from atelier.core.training.config import WEIGHT_PARAMETERS, TrainingConfig
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+
+
+def _checkpoint_to_resume(directory: Path, config: TrainingConfig, resolution: int,
+                          channels: int, rank: int) -> Path | None:
+    """The checkpoint this run continues from (rank 0 decides; the others follow)."""
+    chosen: list[Path | None] = [None]
+    if rank == 0:
+        chosen[0] = _newest_matching_checkpoint(directory, config, resolution, channels)
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.broadcast_object_list(chosen, src=0)
+    return chosen[0]
+
+
+def _newest_matching_checkpoint(directory: Path, config: TrainingConfig, resolution: int,
+                                channels: int) -> Path | None:
+    existing = sorted(directory.glob("step_*.pt"))
+    if config.resume == "never":
+        if existing:
+            log.info("training.resume is 'never': removing %d old checkpoint(s) from %s.",
+                     len(existing), directory)
+        for path in existing:
+            path.unlink()
+        return None
+    if not existing:
+        return None
+    newest = existing[-1]
+    checkpoint = _read_checkpoint_header(newest)
+    ours = {**{key: getattr(config, key) for key in WEIGHT_PARAMETERS},
+            "resolution": resolution, "channels": channels}
+    theirs = {**checkpoint["params"], **checkpoint["generator_config"]}
+    differences = [f"{key}={theirs.get(key)!r} there, {value!r} now"
+                   for key, value in ours.items() if theirs.get(key) != value]
+    if differences:
+        raise CheckpointMismatchError(
+            f"Refusing to resume from {newest}: it was written with different parameters ("
+            + "; ".join(differences) + "). To train from scratch with the new parameters, set "
+            "training.resume=never (this deletes the checkpoints in that folder), or set "
+            "training.checkpoint_dir to another folder."
+        )
+    if checkpoint["step"] > config.max_steps:
+        raise CheckpointMismatchError(
+            f"The newest checkpoint, {newest}, is at step {checkpoint['step']}, past "
+            f"training.max_steps={config.max_steps}. Raise max_steps to continue from it, or "
+            "set training.resume=never to start over."
+        )
+    return newest
+
+
+def _read_checkpoint_header(path: Path) -> dict[str, Any]:
+    """The checkpoint at ``path``, memory-mapped (only step and parameters are read)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        if not isinstance(checkpoint, dict):
+            raise TypeError(f"it holds a {type(checkpoint).__name__}, not a dict")
+        missing = {"step", "params", "generator_config"} - set(checkpoint)
+        if missing:
+            raise ValueError(f"it lacks {sorted(missing)}")
+    except Exception as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise CheckpointUnreadableError(
+            f"Cannot resume from {path}: it is not a readable Atelier training checkpoint "
+            f"({reason}). Delete it to resume from the checkpoint before it, or set training.resume=never "
+            "to start over (this deletes the checkpoints in that folder)."
+        ) from error
+    return checkpoint
+
+
+def _save_checkpoint(directory: Path, step: int, states: dict[str, Any], config: TrainingConfig,
+                     resolution: int, channels: int, data_hash: str,
+                     history: list[dict[str, float]]) -> Path:
+    """Write ``step_<step>.pt`` atomically; every value loads with ``weights_only=True``."""
+    path = directory / f"step_{step:08d}.pt"
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "step": step,
+        "params": config.as_dict(),
+        "generator_config": {"resolution": resolution, "channels": channels,
+                             "latent_dim": config.latent_dim, "g_width": config.g_width},
+        "data_hash": data_hash,
+        **states,
+        "history": list(history),
+    }
+    write_atomically(path, lambda handle: torch.save(checkpoint, handle))
+    return path
+
+
+def _prune_checkpoints(directory: Path, keep: int) -> None:
+    for old in sorted(directory.glob("step_*.pt"))[:-keep]:
+        old.unlink(missing_ok=True)

@@ -1,0 +1,66 @@
+"""The command line: ``python -m atelier.core.training`` or ``torchrun -m atelier.core.training``.
+
+For torchrun (several GPUs or machines) and for a torch-only machine without Kedro; see
+:mod:`atelier.core.training` for an example. Needs PyYAML to read ``--params``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from atelier.core.training.config import TrainingConfig
+from atelier.core.training.distributed import _backend, launch_training
+from atelier.core.training.loop import train_gan
+
+log = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train on a primary images file with a YAML ``training:`` section; rank 0 writes the
+    EMA generator to ``--output`` as a ``GeneratorCheckpoint`` (read by ``load_generator``)."""
+    parser = argparse.ArgumentParser(prog="python -m atelier.core.training",
+                                     description="Train Atelier's DCGAN on a primary image file.")
+    parser.add_argument("--data", required=True, help="primary images file (data/03_primary/images.pt)")
+    parser.add_argument("--params", required=True,
+                        help="YAML file with a 'training:' section (conf/base/parameters_training.yml)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one training parameter, e.g. --set max_steps=2000")
+    parser.add_argument("--output", default="data/06_models/generator.pt",
+                        help="where rank 0 writes the EMA generator (a GeneratorCheckpoint, "
+                             "read by atelier.core.models.load_generator)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    try:
+        import yaml  # only this command line needs it; the library itself does not
+    except ImportError:
+        raise SystemExit("Reading --params needs PyYAML: pip install pyyaml") from None
+    params = yaml.safe_load(Path(args.params).read_text())["training"]
+    for assignment in args.set:
+        key, _, value = assignment.partition("=")
+        params[key.removeprefix("training.")] = yaml.safe_load(value)
+    config = TrainingConfig.from_params(params)
+    primary = torch.load(args.data, map_location="cpu", weights_only=True)
+    images = primary["images"][~primary["is_val"]]
+
+    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:  # started by torchrun
+        dist.init_process_group(_backend(config.device))
+        try:
+            result = train_gan(images, config, data_hash=primary["content_hash"], report=_log_report)
+        finally:
+            dist.destroy_process_group()
+    else:
+        result = launch_training(images, config, data_hash=primary["content_hash"], report=_log_report)
+    if int(os.environ.get("RANK", "0")) == 0:
+        result.checkpoint.save(args.output)
+        log.info("Wrote the EMA generator (step %d) to %s.", result.step, args.output)
+
+
+def _log_report(step: int, metrics: dict[str, float], samples: torch.Tensor | None = None) -> None:
+    log.info("step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))

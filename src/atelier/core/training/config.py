@@ -1,0 +1,141 @@
+"""``TrainingConfig``: the ``training:`` parameters as a validated, frozen dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from typing import Any
+
+# Parameters that shape the weights: a checkpoint is resumed only when all of them match.
+# The others (max_steps, device, precision, logging and checkpoint cadence...) may change
+# between a run and its resumption.
+WEIGHT_PARAMETERS = (
+    "seed", "batch_size", "latent_dim", "g_width", "d_width", "lr_g", "lr_d",
+    "beta1", "beta2", "loss", "ema_decay", "flip",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """The ``training:`` parameters (documented in ``conf/base/parameters_training.yml``)."""
+
+    seed: int
+    device: str
+    devices: int
+    max_steps: int
+    batch_size: int
+    latent_dim: int
+    g_width: int
+    d_width: int
+    lr_g: float
+    lr_d: float
+    beta1: float
+    beta2: float
+    loss: str
+    ema_decay: float
+    precision: str
+    compile: bool
+    channels_last: str | bool
+    data_on_device: str | bool
+    flip: bool
+    log_every: int
+    sample_every: int
+    checkpoint_every: int
+    keep_checkpoints: int
+    checkpoint_dir: str
+    resume: str
+    deterministic: bool
+    num_sample_images: int
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> TrainingConfig:
+        """Build and validate the config from the ``training`` parameters dict."""
+        names = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(params) - set(names))
+        missing = sorted(set(names) - set(params))
+        if unknown:
+            raise ValueError(
+                f"Unknown training parameter(s) {unknown}. Known parameters: {names} "
+                "(see conf/base/parameters_training.yml)."
+            )
+        if missing:
+            raise ValueError(
+                f"Missing training parameter(s) {missing}; conf/base/parameters_training.yml "
+                "defines them all."
+            )
+        values = {}
+        for field in dataclasses.fields(cls):
+            value = params[field.name]
+            if field.type == "int":
+                value = _as_int(field.name, value)
+            elif field.type == "float":
+                value = _as_float(field.name, value)
+            elif field.type == "bool":
+                value = _as_bool(field.name, value)
+            elif field.type == "str | bool":
+                value = value if value == "auto" else _as_bool(field.name, value)
+            else:
+                value = str(value)
+            values[field.name] = value
+        config = cls(**values)
+        config._validate()
+        return config
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def _validate(self) -> None:
+        problems = []
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            problems.append(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        for name in ("devices", "max_steps", "batch_size", "latent_dim", "g_width", "d_width",
+                     "log_every", "keep_checkpoints", "num_sample_images"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("seed", "sample_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be 0 or more, got {getattr(self, name)}")
+        for name in ("lr_g", "lr_d"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("beta1", "beta2", "ema_decay"):
+            if not 0 <= getattr(self, name) < 1:
+                problems.append(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        for name, allowed in (("loss", ("bce", "hinge")), ("resume", ("auto", "never")),
+                              ("precision", ("auto", "bf16", "fp16", "fp32"))):
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.sample_every % self.log_every:
+            problems.append(
+                f"sample_every ({self.sample_every}) must be a multiple of log_every "
+                f"({self.log_every}) (samples are reported with the losses), or 0 for none"
+            )
+        if self.batch_size % self.devices:
+            problems.append(
+                f"batch_size ({self.batch_size}) is the global batch; it must divide evenly "
+                f"among devices ({self.devices})"
+            )
+        if problems:
+            raise ValueError("Invalid training parameters: " + "; ".join(problems) + ".")
+
+
+def _as_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not float(value).is_integer():
+        raise ValueError(f"training.{name} must be a whole number, got {value!r}.")
+    return int(float(value))
+
+
+def _as_float(name: str, value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"training.{name} must be a number, got {value!r}.") from None
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "false"):
+        return str(value).lower() == "true"
+    raise ValueError(f"training.{name} must be true or false, got {value!r}.")

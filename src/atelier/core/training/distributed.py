@@ -1,0 +1,89 @@
+"""Several processes on this machine: ``launch_training`` spawns the ranks of a DDP group.
+
+The calling process is rank 0; ranks 1.. are spawned processes that join a gloo (CPU) or
+NCCL (CUDA) group on a free local port. Several machines use ``torchrun`` instead (see
+:mod:`atelier.core.training`), which makes the group itself.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import socket
+
+import torch
+import torch.distributed as dist
+
+from atelier.core.training.config import TrainingConfig
+from atelier.core.training.loop import Report, TrainingResult, train_gan
+
+log = logging.getLogger(__name__)
+
+
+def launch_training(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
+                    report: Report | None = None) -> TrainingResult:
+    """Run ``train_gan`` in ``config.devices`` processes on this machine and return rank 0's result.
+
+    The calling process is rank 0 (so ``report`` runs here); ranks 1.. are spawned and
+    join a gloo (CPU) or NCCL (CUDA) group on a free local port. With one device, or when
+    a process group already exists (torchrun), this is ``train_gan`` itself.
+    """
+    if config.devices == 1 or dist.is_initialized():
+        return train_gan(images, config, data_hash=data_hash, report=report)
+    backend = _backend(config.device)
+    if backend == "nccl" and torch.cuda.device_count() < config.devices:
+        raise RuntimeError(f"training.devices is {config.devices} but only "
+                           f"{torch.cuda.device_count()} GPU(s) are visible.")
+    port = _free_port()
+    context = torch.multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_spawned_rank, daemon=True,
+                        args=(rank, config.devices, port, backend, images, config, data_hash))
+        for rank in range(1, config.devices)
+    ]
+    for worker in workers:
+        worker.start()
+    threads = torch.get_num_threads()
+    try:
+        _join_group(0, config.devices, port, backend)
+        return train_gan(images, config, data_hash=data_hash, report=report)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        torch.set_num_threads(threads)
+        for worker in workers:
+            worker.join(timeout=60)
+            if worker.is_alive():
+                worker.terminate()
+        failed = [w.exitcode for w in workers if w.exitcode]
+        if failed:
+            log.error("Training worker process(es) exited with code(s) %s.", failed)
+
+
+def _spawned_rank(rank: int, world_size: int, port: int, backend: str, images: torch.Tensor,
+                  config: TrainingConfig, data_hash: str) -> None:
+    logging.basicConfig(level=logging.INFO)
+    _join_group(rank, world_size, port, backend)
+    try:
+        train_gan(images, config, data_hash=data_hash)
+    finally:
+        dist.destroy_process_group()
+
+
+def _backend(device: str) -> str:
+    uses_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    return "nccl" if uses_cuda else "gloo"
+
+
+def _join_group(rank: int, world_size: int, port: int, backend: str) -> None:
+    if backend == "gloo":  # CPU processes share the cores
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world_size, timeout=datetime.timedelta(minutes=10))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -1,0 +1,27 @@
+"""The tracking adapter: the only code that talks to MLflow (and reads git and DVC state).
+
+``src/atelier`` has three floors: ``core/`` (the torch library), ``pipelines/`` (Kedro
+glue: pure nodes and their wiring), and this package. Pipelines use only the names
+exported here; the catalog names the datasets; ``settings.py`` registers the hook.
+
+- :mod:`~atelier.tracking.hooks`: ``LineageHook``, lineage and provenance tags on every run.
+- :mod:`~atelier.tracking.lineage`: git and DVC versions (``SourceVersionDataset``), hashes.
+- :mod:`~atelier.tracking.reporter`: live training curves and sample grids
+  (``TrainingReporterDataset``).
+- :mod:`~atelier.tracking.registry`: the pyfunc model's logging, registration, promotion.
+- :mod:`~atelier.tracking.model`: the pyfunc model that serves a generator.
+- :mod:`~atelier.tracking.reproduce`: ``python -m atelier.reproduce RUN_ID``.
+"""
+
+from atelier.tracking.hooks import LineageHook
+from atelier.tracking.lineage import SourceVersionDataset
+from atelier.tracking.registry import register_generator_version
+from atelier.tracking.reporter import TrainingReporter, TrainingReporterDataset
+
+__all__ = [
+    "LineageHook",
+    "SourceVersionDataset",
+    "TrainingReporter",
+    "TrainingReporterDataset",
+    "register_generator_version",
+]

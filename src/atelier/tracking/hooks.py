@@ -1,0 +1,93 @@
+"""Project hook: lineage tags on every MLflow run.
+
+kedro-mlflow's hook opens one MLflow run per ``kedro run`` and logs the parameters that
+the pipeline's nodes receive (flattened: ``training.batch_size``). This hook adds what a
+data team needs to trust and repeat the run, from datasets the pipelines produce (it
+computes nothing itself):
+
+- tags ``kedro_pipeline``, ``seed``, ``torch_version``, ``cuda_version``, and
+  ``reproduces`` (the original run's id) when ``atelier.reproduce`` started the run;
+- from the ``lineage`` dataset (written by data_ingestion's ``record_lineage`` node, read
+  by registration): ``git_commit``, ``git_dirty``, ``data_version`` (the DVC hash of the
+  image folder when DVC tracks it, otherwise ``content:<data_hash>``), ``data_hash``
+  (what the run actually read) and ``data_source``;
+- from ``generator``: ``generator_sha256`` (a hash of the trained weights, which
+  ``atelier.reproduce`` compares against), ``training_device`` and ``best_step``;
+- from ``metrics``: ``inception_weights_sha256`` and, for anything but pytorch-fid's
+  official file, ``inception_weights_warning``;
+- the whole resolved configuration as the artifact ``config/parameters.json``.
+
+kedro-mlflow's hook is registered after this one, so it runs first and the run is open here.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import mlflow
+import torch
+from kedro.framework.hooks import hook_impl
+
+from atelier.tracking.lineage import state_dict_sha256
+
+# Set by ``python -m atelier.reproduce`` for the run it starts.
+REPRODUCES_ENV = "ATELIER_REPRODUCES_RUN_ID"
+LINEAGE_TAGS = ("git_commit", "git_dirty", "data_version", "data_hash", "data_source")
+
+
+def lineage_tags(lineage: dict) -> dict[str, str]:
+    """The run (and model version) tags of a ``lineage`` dict."""
+    return {key: str(lineage[key]).lower() if isinstance(lineage[key], bool) else str(lineage[key])
+            for key in LINEAGE_TAGS if lineage.get(key) is not None}
+
+
+class LineageHook:
+    """Record code, data and configuration lineage on the active MLflow run."""
+
+    def __init__(self) -> None:
+        self._params: dict[str, Any] = {}
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        self._params = context.params
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        if mlflow.active_run() is None:
+            return
+        names = run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
+        tags = {
+            "kedro_pipeline": "+".join(names),
+            "torch_version": torch.__version__,
+            "cuda_version": torch.version.cuda or "none",
+            "seed": str(self._params.get("training", {}).get("seed", "")),
+        }
+        if os.environ.get(REPRODUCES_ENV):
+            tags["reproduces"] = os.environ[REPRODUCES_ENV]
+        mlflow.set_tags(tags)
+        mlflow.log_dict(self._params, "config/parameters.json")
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any, node) -> None:
+        self._tag(dataset_name, data)
+
+    @hook_impl
+    def after_dataset_loaded(self, dataset_name: str, data: Any, node) -> None:
+        if dataset_name == "lineage":  # a run that starts after ingestion still records it
+            self._tag(dataset_name, data)
+
+    def _tag(self, dataset_name: str, data: Any) -> None:
+        if mlflow.active_run() is None:
+            return
+        if dataset_name == "lineage":
+            mlflow.set_tags(lineage_tags(data))
+        elif dataset_name == "generator":
+            mlflow.set_tags({"generator_sha256": state_dict_sha256(data.state_dict),
+                             "training_device": data.training_device,
+                             "best_step": str(data.step)})
+        elif dataset_name == "metrics":
+            # A stand-in Inception network must never pass for the real one in the UI.
+            mlflow.set_tag("inception_weights_sha256", data.get("inception_weights_sha256", ""))
+            if data.get("inception_weights_warning"):
+                mlflow.set_tag("inception_weights_warning", data["inception_weights_warning"])

@@ -1,0 +1,87 @@
+"""Shared helpers for the ``atelier.core.training`` tests: tiny settings, images, jobs.
+
+Tiny models (widths 4, 32 x 32, batch 8, a dozen steps) so each test runs in seconds;
+what the tests check is exact: bit-identical weights, checkpoint contents, the step in
+messages. ``training_job.py`` runs a training in its own process for the tests that kill,
+signal or distribute it.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+JOB = Path(__file__).with_name("training_job.py")
+DATA_HASH = "0123456789abcdef"  # what training_job.py passes
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and the subprocess jobs use one too.
+
+    Autouse in the test modules that import it.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_params(tmp_path: Path, **overrides) -> dict:
+    """conf/base's training parameters, shrunk for tests."""
+    params = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_training.yml").read_text())
+    params = params["training"]
+    params.update(
+        device="cpu", max_steps=10, batch_size=8, latent_dim=8, g_width=4, d_width=4,
+        log_every=2, sample_every=0, checkpoint_every=4, keep_checkpoints=10,
+        checkpoint_dir=str(tmp_path / "checkpoints"), deterministic=True, num_sample_images=4,
+        precision="fp32",  # CPU bf16 kernels are slow for 4-channel layers; tested separately
+    )
+    params.update(overrides)
+    return params
+
+
+def synthetic_images(count: int = 48, channels: int = 1, resolution: int = 32) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(1234)
+    return torch.randint(0, 256, (count, channels, resolution, resolution), dtype=torch.uint8,
+                         generator=generator)
+
+
+def checkpoints(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "checkpoints" / DATA_HASH[:12]).glob("step_*.pt"))
+
+
+def run_job(tmp_path: Path, name: str, params: dict, *extra: str) -> subprocess.CompletedProcess:
+    params_file = tmp_path / f"{name}.json"
+    params_file.write_text(json.dumps(params))
+    data = tmp_path / "images.pt"
+    if not data.exists():
+        torch.save(synthetic_images(), data)
+    return subprocess.run(
+        [sys.executable, str(JOB), str(params_file), str(data), str(tmp_path / f"{name}.out.pt"),
+         *extra], capture_output=True, text=True, timeout=300,
+    )
+
+
+def job_weights(tmp_path: Path, name: str) -> dict[str, torch.Tensor]:
+    return torch.load(tmp_path / f"{name}.out.pt", weights_only=True)["generator_ema"]
+
+
+def assert_identical(left: dict[str, torch.Tensor], right: dict[str, torch.Tensor]) -> None:
+    assert left.keys() == right.keys()
+    for key in left:
+        assert torch.equal(left[key], right[key]), f"{key} differs"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
