@@ -120,13 +120,13 @@ def wait_for_http(url: str, process: subprocess.Popen, log_path: Path, what: str
 
 
 # The one tiny parameter set of the suite: a complete `kedro run --pipeline=train` with
-# narrow networks, few steps, FID at 64 dims on 50 samples. For tests about plumbing (DVC,
+# narrow networks, few steps, FID at 64 dims on 20 samples. For tests about plumbing (DVC,
 # reproduce, retraining, tracking), not quality. Tests change single keys with overrides.
 TINY_PARAMS = {
     "training": {"max_steps": 20, "g_width": 8, "d_width": 8, "latent_dim": 16, "log_every": 10,
-                 "sample_every": 0, "checkpoint_every": 0},
-    "evaluation": {"num_samples": 50, "fid_dims": 64, "kid_subsets": 5, "kid_subset_size": 30,
-                   "grid_size": 16},
+                 "sample_every": 0, "checkpoint_every": 0, "eval_samples": 50},
+    "evaluation": {"num_samples": 20, "fid_dims": 64, "is_splits": 2, "kid_subsets": 5,
+                   "kid_subset_size": 20, "grid_size": 16},
 }
 
 

@@ -54,7 +54,7 @@ def test_dvc_repro_runs_every_stage_once_then_only_what_changed(
     assert _stages_run(first) == {"data_ingestion", "preprocessing", "training", "evaluation",
                                   "registration"}
     metrics = json.loads((repo / "data/08_reporting/metrics.json").read_text())
-    assert metrics["num_samples"] == 50 and metrics["dims"] == 64
+    assert metrics["num_samples"] == TINY_PARAMS["evaluation"]["num_samples"] and metrics["dims"] == 64
 
     second = _dvc(repo, env, "repro")
     assert _stages_run(second) == set()

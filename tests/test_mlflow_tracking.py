@@ -10,7 +10,7 @@ import pytest
 from conftest import run_kedro, test_env, tiny_params
 from mlflow.tracking import MlflowClient
 
-from atelier.tracking.registry import CHALLENGER, CHAMPION
+from atelier.tracking.promotion import CHALLENGER, CHAMPION
 
 MODEL = "atelier-generator"
 # The tiny set with the default networks (this test checks that training improves FID),
@@ -101,6 +101,8 @@ def test_train_is_tracked_registered_and_promoted_on_fid(
                                   "registration.min_fid_improvement=0.0"))
     assert [m.step for m in client.get_metric_history(third.info.run_id, "loss_d")][0] == 210
     assert third.data.metrics["fid"] < metrics["fid"]
+    # The champion was scored again beside it, with the same settings: its own FID.
+    assert third.data.metrics["champion_fid"] == pytest.approx(metrics["fid"])
     assert third.data.metrics["fid"] * 2 < second.data.metrics["fid"]
     assert client.get_model_version_by_alias(MODEL, CHAMPION).version == "3"
     assert client.get_model_version_by_alias(MODEL, CHALLENGER).version == "3"

@@ -13,7 +13,8 @@ from nbclient import NotebookClient
 
 from atelier.core.models import GeneratorCheckpoint
 from atelier.core.training import TrainingConfig, train_gan
-from atelier.tracking.registry import log_generator_model, promote_if_better
+from atelier.tracking.promotion import promote_if_better
+from atelier.tracking.registry import log_generator_model
 
 
 def _train_small_generator(tmp_path, max_steps: int) -> GeneratorCheckpoint:
@@ -32,12 +33,15 @@ def test_notebook_explores_the_champion(tmp_path, monkeypatch):
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     experiment = mlflow.set_experiment("notebook-test")
+    champion = None
     for steps, fid in ((5, 40.0), (30, 25.0)):
         with mlflow.start_run(experiment_id=experiment.experiment_id):
             version = str(log_generator_model(_train_small_generator(tmp_path, steps),
                                               "atelier-generator").registered_model_version)
         client.set_model_version_tag("atelier-generator", version, "fid", str(fid))
-        promote_if_better(client, "atelier-generator", version, fid, 0.5)
+        promote_if_better(client, "atelier-generator", version,
+                          {"fid": fid, "champion": champion}, 0.5)
+        champion = {"version": version, "fid": fid}
 
     notebook = nbformat.read(PROJECT_ROOT / "notebooks/explore_registered_model.ipynb", as_version=4)
     NotebookClient(notebook, timeout=300, kernel_name="python3",

@@ -3,10 +3,12 @@
 from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
+from atelier.preflight import PreflightHook
 from atelier.tracking import LineageHook
 
-# kedro-mlflow's hook comes in through its entry point; ours adds lineage tags.
-HOOKS = (LineageHook(),)
+# kedro-mlflow's hook comes in through its entry point. Ours: preflight checks (before any
+# node runs) and lineage tags.
+HOOKS = (PreflightHook(), LineageHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -8,7 +8,7 @@ seed always gives the same image from the same weights.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from PIL import Image
@@ -94,3 +94,22 @@ def image_grid(images: torch.Tensor, columns: int | None = None) -> Image.Image:
     """A PIL image tiling uint8 ``N x C x H x W`` images (``columns`` default: about sqrt(N))."""
     columns = columns or math.ceil(math.sqrt(len(images)))
     return to_pil_image(make_grid(images.cpu(), nrow=columns, padding=2))
+
+
+def cycled_labels(generator: nn.Module, seeds: Sequence[int]) -> list[int] | None:
+    """For a class-conditional generator, class ``seed % num_classes`` per seed (every class
+    equally often over consecutive seeds); None for an unconditional one."""
+    num_classes = getattr(generator, "num_classes", 0)
+    return [int(seed) % num_classes for seed in seeds] if num_classes else None
+
+
+def generate_batches(generator: nn.Module, seeds: Sequence[int], batch_size: int = 256,
+                     device: str | torch.device | None = None) -> Iterator[torch.Tensor]:
+    """:func:`generate_images` batch by batch (only one batch is held at a time), for
+    scoring many samples: uint8 ``B x C x H x W`` batches on ``device``. A class-conditional
+    generator draws the classes of :func:`cycled_labels`."""
+    labels = cycled_labels(generator, seeds)
+    for start in range(0, len(seeds), batch_size):
+        part = slice(start, start + batch_size)
+        yield generate_images(generator, seeds[part], batch_size=batch_size, device=device,
+                              labels=None if labels is None else labels[part])

@@ -8,18 +8,28 @@ exported here; the catalog names the datasets; ``settings.py`` registers the hoo
 - :mod:`~atelier.tracking.lineage`: git and DVC versions (``SourceVersionDataset``), hashes.
 - :mod:`~atelier.tracking.reporter`: live training curves and sample grids
   (``TrainingReporterDataset``).
-- :mod:`~atelier.tracking.registry`: the pyfunc model's logging, registration, promotion.
+- :mod:`~atelier.tracking.registry`: the pyfunc model's logging and registration, and the
+  registry as a dataset (``ModelRegistryDataset``: the champion to score side by side).
+- :mod:`~atelier.tracking.promotion`: the side-by-side promotion rule under a server lock.
 - :mod:`~atelier.tracking.model`: the pyfunc model that serves a generator.
 - :mod:`~atelier.tracking.reproduce`: ``python -m atelier.reproduce RUN_ID``.
 """
 
 from atelier.tracking.hooks import LineageHook
 from atelier.tracking.lineage import SourceVersionDataset
-from atelier.tracking.registry import register_generator_version
+from atelier.tracking.registry import (
+    ModelRegistry,
+    ModelRegistryDataset,
+    RegisteredGenerator,
+    register_generator_version,
+)
 from atelier.tracking.reporter import TrainingReporter, TrainingReporterDataset
 
 __all__ = [
     "LineageHook",
+    "ModelRegistry",
+    "ModelRegistryDataset",
+    "RegisteredGenerator",
     "SourceVersionDataset",
     "TrainingReporter",
     "TrainingReporterDataset",

@@ -9,15 +9,17 @@ covariance would be singular), and CPU Inception is slow, so counts stay small.
 
 from __future__ import annotations
 
-import time
+import hashlib
+import urllib.error
 
 import numpy as np
 import pytest
 import torch
 from digit_cases import digits, noise
-from pytorch_fid.inception import InceptionV3
+from pytorch_fid.inception import FID_WEIGHTS_URL, InceptionV3
 
 from atelier.core import metrics
+from atelier.core.metrics.standin import standin_weights_path
 from atelier.errors import InceptionWeightsNotFoundError
 
 # --- the stand-in network and pytorch-fid ------------------------------------------------
@@ -77,17 +79,59 @@ def test_kid_of_a_set_against_itself_is_about_zero_and_against_noise_large(digit
 # --- missing weights ----------------------------------------------------------------------
 
 
-def test_offline_without_weights_fails_fast_and_says_where_the_file_goes(tmp_path, monkeypatch):
+@pytest.fixture
+def download_fails(monkeypatch):
+    """pytorch-fid's download fails on purpose (as offline), whatever this machine's network;
+    returns the list of URLs that were tried."""
+    tried = []
+
+    def refuse(url, destination, *args, **kwargs):
+        tried.append(url)
+        raise urllib.error.URLError("download refused by the test")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    return tried
+
+
+def test_without_weights_a_failed_download_says_where_the_file_goes(tmp_path, monkeypatch,
+                                                                   download_fails):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
     expected_place = tmp_path / "empty_torch_home" / "hub" / "checkpoints" / metrics.WEIGHTS_FILENAME
-    started = time.monotonic()
     with pytest.raises(InceptionWeightsNotFoundError) as raised:
-        metrics.load_inception(device="cpu")  # the network is closed here: the download fails
-    elapsed = time.monotonic() - started
+        metrics.load_inception(device="cpu")  # auto without a stand-in folder: nothing to fall back on
+    assert download_fails == [FID_WEIGHTS_URL]  # one attempt, pytorch-fid's URL
     message = str(raised.value)
     assert metrics.WEIGHTS_FILENAME in message and str(expected_place) in message
     assert "evaluation.inception_weights" in message and "--weights" in message
+    assert "download refused by the test" in message
     assert not expected_place.exists()  # no partial download left behind
-    assert elapsed < metrics.DOWNLOAD_TIMEOUT_S + 5
     with pytest.raises(InceptionWeightsNotFoundError, match="nowhere.pth"):
         metrics.load_inception(tmp_path / "nowhere.pth", device="cpu")
+
+
+def test_auto_falls_back_to_a_standin_built_once_and_labelled(tmp_path, monkeypatch,
+                                                             download_fails, caplog):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    cache = tmp_path / "cache"
+    weights = metrics.resolve_inception_weights("auto", standin_dir=cache)
+    assert weights.path == standin_weights_path(cache).resolve() and weights.path.is_file()
+    assert not weights.is_official and "STAND-IN" in weights.warning
+    assert weights.sha256 == hashlib.sha256(weights.path.read_bytes()).hexdigest()
+    assert "building the deterministic STAND-IN" in caplog.text
+    built_at = weights.path.stat().st_mtime_ns
+    again = metrics.resolve_inception_weights("auto", standin_dir=cache)
+    assert again == weights and weights.path.stat().st_mtime_ns == built_at  # built once
+    assert len(download_fails) == 2  # the official file is still tried first, every time
+    network = metrics.load_inception("auto", device="cpu", standin_dir=cache)
+    assert network.weights.sha256 == weights.sha256
+
+
+def test_official_refuses_a_standin_and_a_failed_download(tmp_path, monkeypatch,
+                                                          standin_torch_home, download_fails):
+    monkeypatch.setenv("TORCH_HOME", str(standin_torch_home))  # a stand-in at the hub path
+    with pytest.raises(InceptionWeightsNotFoundError, match="is not the official file"):
+        metrics.resolve_inception_weights("official", standin_dir=tmp_path / "cache")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    with pytest.raises(InceptionWeightsNotFoundError, match="downloading it failed"):
+        metrics.resolve_inception_weights("official", standin_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()  # official never builds a stand-in

@@ -51,38 +51,92 @@ def test_resume_continues_from_newest_checkpoint_and_matches_uninterrupted_run(t
     assert [row["step"] for row in resumed.history] == [2, 4, 6, 8, 10]
 
 
-def test_checkpoint_with_other_model_parameters_is_refused(tmp_path):
+def _folders(tmp_path) -> list[str]:
+    return sorted(path.name for path in (tmp_path / "checkpoints").iterdir())
+
+
+def test_a_changed_setting_starts_fresh_and_the_same_setting_resumes(tmp_path):
     images = synthetic_images()
-    train_gan(images, TrainingConfig.from_params(tiny_params(tmp_path, max_steps=2)),
-              data_hash=DATA_HASH)
-    with pytest.raises(CheckpointMismatchError,
-                       match=r"step_00000002\.pt.*g_width=4 there, 8 now.*resume=never"):
-        train_gan(images, TrainingConfig.from_params(tiny_params(tmp_path, g_width=8)),
-                  data_hash=DATA_HASH)
-    # resume=never starts over, replacing the old run's checkpoints.
-    result = train_gan(images, TrainingConfig.from_params(
-        tiny_params(tmp_path, g_width=8, max_steps=2, resume="never")), data_hash=DATA_HASH)
-    assert result.resumed_from is None
-    assert torch.load(checkpoints(tmp_path)[-1], weights_only=True)["params"]["g_width"] == 8
+    config = TrainingConfig.from_params(tiny_params(tmp_path, max_steps=2))
+    assert train_gan(images, config, data_hash=DATA_HASH).resumed_from is None
+    first = _folders(tmp_path)
+    assert first == [config.checkpoint_key(DATA_HASH, 32, 1, 0)]
+    # Another width: a new folder, trained from scratch, no error.
+    wider = train_gan(images, TrainingConfig.from_params(tiny_params(tmp_path, g_width=8, max_steps=2)),
+                      data_hash=DATA_HASH)
+    assert wider.resumed_from is None and len(_folders(tmp_path)) == 2
+    # The first setting again (more steps): it finds its own checkpoints.
+    resumed = train_gan(images, TrainingConfig.from_params(tiny_params(tmp_path, max_steps=4)),
+                        data_hash=DATA_HASH)
+    assert resumed.resumed_from.parent.name == first[0]
+    assert resumed.resumed_from.name == "step_00000002.pt"
     # Other data: another folder, so training starts afresh instead of resuming.
     assert train_gan(images, TrainingConfig.from_params(tiny_params(tmp_path, max_steps=2)),
                      data_hash="fedcba9876543210").resumed_from is None
+    assert len(_folders(tmp_path)) == 3
+    # Settings that do not shape the weights (cadence, device...) keep the same folder.
+    assert config.checkpoint_key(DATA_HASH, 32, 1, 0) == TrainingConfig.from_params(
+        tiny_params(tmp_path, max_steps=99, log_every=5, checkpoint_every=0)).checkpoint_key(
+        DATA_HASH, 32, 1, 0)
 
 
-def test_unreadable_newest_checkpoint_is_refused_saying_what_to_do(tmp_path):
+def test_a_checkpoint_with_other_parameters_in_the_folder_is_refused(tmp_path):
+    images = synthetic_images()
+    train_gan(images, TrainingConfig.from_params(tiny_params(tmp_path, max_steps=2)),
+              data_hash=DATA_HASH)
+    # A checkpoint written with other parameters, copied into this setting's folder.
+    path = checkpoints(tmp_path)[-1]
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["params"]["lr_d"] = 0.001
+    torch.save(checkpoint, path.with_name("step_00000003.pt"))
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"step_00000003\.pt.*lr_d=0.001 there, 0.0002 now.*resume=never"):
+        train_gan(images, TrainingConfig.from_params(tiny_params(tmp_path, max_steps=4)),
+                  data_hash=DATA_HASH)
+    # resume=never starts over, replacing the folder's checkpoints.
+    result = train_gan(images, TrainingConfig.from_params(
+        tiny_params(tmp_path, max_steps=2, resume="never")), data_hash=DATA_HASH)
+    assert result.resumed_from is None
+    assert [p.name for p in checkpoints(tmp_path)] == ["step_00000002.pt"]
+
+
+@pytest.mark.parametrize("content", [
+    b"not a checkpoint",  # foreign bytes
+    b"PK\x03\x04truncated zip",  # a cut-off torch.save file
+    "pickle",  # an old-style pickle: never unpickled (weights_only), reported instead
+])
+def test_unreadable_newest_checkpoint_is_named_and_the_one_before_resumed(tmp_path, caplog,
+                                                                           content):
     images = synthetic_images()
     train_gan(images, TrainingConfig.from_params(tiny_params(tmp_path, max_steps=2)),
               data_hash=DATA_HASH)
     foreign = checkpoints(tmp_path)[-1].with_name("step_00000003.pt")
-    foreign.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointUnreadableError,
-                       match=r"step_00000003\.pt: it is not a readable .*Delete it.*resume=never"):
-        train_gan(images, TrainingConfig.from_params(tiny_params(tmp_path, max_steps=4)),
-                  data_hash=DATA_HASH)
-    foreign.unlink()  # as the message says: the run resumes from the one before
-    resumed = train_gan(images, TrainingConfig.from_params(tiny_params(tmp_path, max_steps=4)),
-                        data_hash=DATA_HASH)
+    if content == "pickle":
+        import pickle
+
+        foreign.write_bytes(pickle.dumps({"step": 3, "params": {}, "generator_config": {}}))
+    else:
+        foreign.write_bytes(content)
+    with caplog.at_level("WARNING", logger="atelier.core.training"):
+        resumed = train_gan(images, TrainingConfig.from_params(tiny_params(tmp_path, max_steps=4)),
+                            data_hash=DATA_HASH)
     assert resumed.resumed_from.name == "step_00000002.pt"
+    assert "step_00000003.pt: it is not a readable Atelier training checkpoint" in caplog.text
+    assert "Falling back to the checkpoint before it" in caplog.text
+
+
+def test_only_unreadable_checkpoints_start_over(tmp_path):
+    images = synthetic_images()
+    train_gan(images, TrainingConfig.from_params(tiny_params(tmp_path, max_steps=2)),
+              data_hash=DATA_HASH)
+    checkpoints(tmp_path)[-1].write_bytes(b"garbage")
+    with pytest.raises(CheckpointUnreadableError):
+        from atelier.core.training.checkpoints import _read_checkpoint_header
+
+        _read_checkpoint_header(checkpoints(tmp_path)[-1])
+    result = train_gan(images, TrainingConfig.from_params(tiny_params(tmp_path, max_steps=2)),
+                       data_hash=DATA_HASH)
+    assert result.resumed_from is None and result.step == 2
 
 
 # ------------------------------------------------------------------- signals and kills

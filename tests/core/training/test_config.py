@@ -13,8 +13,8 @@ def test_config_rejects_unknown_and_missing_keys(tmp_path):
     params = tiny_params(tmp_path)
     with pytest.raises(ValueError, match=r"Unknown training parameter\(s\) \['g_widht'\]"):
         TrainingConfig.from_params({**params, "g_widht": 8})
-    del params["ema_decay"]
-    with pytest.raises(ValueError, match=r"Missing training parameter\(s\) \['ema_decay'\]"):
+    del params["ema_kimg"]
+    with pytest.raises(ValueError, match=r"Missing training parameter\(s\) \['ema_kimg'\]"):
         TrainingConfig.from_params(params)
 
 

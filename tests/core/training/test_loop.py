@@ -91,7 +91,7 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp
         loss = F.softplus(-fake_logits.float()).mean()
         return loss * float("nan") if len(calls) >= 6 else loss
 
-    monkeypatch.setattr(loop, "_generator_loss", generator_loss_turning_nan)
+    monkeypatch.setattr(loop, "generator_loss", generator_loss_turning_nan)
     # Log only at the end: the guard must also hold at a checkpoint step (8) without a log.
     config = TrainingConfig.from_params(tiny_params(tmp_path, log_every=10))
     with pytest.raises(TrainingDivergedError, match=r"at step 6\. The last good checkpoint, .*step_00000004\.pt"):

@@ -23,7 +23,7 @@ def test_command_line_trains_and_writes_the_ema_generator_checkpoint(tmp_path):
     images = synthetic_images()
     is_val = torch.zeros(len(images), dtype=torch.bool)
     is_val[-8:] = True  # validation rows are left out of training
-    torch.save({"images": images, "is_val": is_val, "content_hash": DATA_HASH}, tmp_path / "images.pt")
+    torch.save({"images": images, "is_val": is_val, "data_hash": DATA_HASH}, tmp_path / "images.pt")
     params = tiny_params(tmp_path / "cli", max_steps=10)
     (tmp_path / "params.yml").write_text(yaml.safe_dump({"training": params}))
 

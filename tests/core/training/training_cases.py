@@ -44,6 +44,7 @@ def tiny_params(tmp_path: Path, **overrides) -> dict:
         log_every=2, sample_every=0, checkpoint_every=4, keep_checkpoints=10,
         checkpoint_dir=str(tmp_path / "checkpoints"), deterministic=True, num_sample_images=4,
         precision="fp32",  # CPU bf16 kernels are slow for 4-channel layers; tested separately
+        eval_every=0,  # model selection needs a scorer (Inception): tested on its own
     )
     params.update(overrides)
     return params
@@ -56,7 +57,10 @@ def synthetic_images(count: int = 48, channels: int = 1, resolution: int = 32) -
 
 
 def checkpoints(tmp_path: Path) -> list[Path]:
-    return sorted((tmp_path / "checkpoints" / DATA_HASH[:12]).glob("step_*.pt"))
+    """Every checkpoint under the run's keyed folder (<checkpoint_dir>/<key>/step_*.pt)."""
+    folders = list((tmp_path / "checkpoints").glob("*/"))
+    assert len(folders) <= 1, f"several checkpoint folders: {folders}"
+    return sorted(folders[0].glob("step_*.pt")) if folders else []
 
 
 def run_job(tmp_path: Path, name: str, params: dict, *extra: str) -> subprocess.CompletedProcess:

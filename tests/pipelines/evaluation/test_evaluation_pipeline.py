@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import urllib.error
 
 import pytest
 import torch
@@ -69,16 +70,22 @@ def test_evaluation_writes_metrics_and_grids_and_reuses_reference_statistics(
     assert json.loads((kedro_project / "data/08_reporting/metrics.json").read_text()) == metrics
 
 
-def test_missing_weights_stop_evaluation_before_any_work(tmp_path, monkeypatch):
+def test_official_weights_missing_stop_evaluation_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+
+    def refuse(url, destination, *args, **kwargs):  # the download fails on purpose
+        raise urllib.error.URLError("download refused by the test")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
 
     class Untouchable(dict):
         def __getitem__(self, key):
             raise AssertionError(f"evaluation read {key!r} before checking the weights")
 
-    evaluation = {"device": "cpu", "inception_weights": None, "num_samples": 10, "fid_dims": 64,
-                  "is_splits": 2, "kid_subsets": 2, "kid_subset_size": 5, "batch_size": 5,
-                  "reference_cache_dir": str(tmp_path / "cache"), "seed_offset": 0, "grid_size": 4}
+    evaluation = {"device": "cpu", "inception_weights": "official", "num_samples": 10,
+                  "fid_dims": 64, "is_splits": 2, "kid_subsets": 2, "kid_subset_size": 5,
+                  "batch_size": 5, "reference_cache_dir": str(tmp_path / "cache"),
+                  "seed_offset": 0, "grid_size": 4}
     with pytest.raises(InceptionWeightsNotFoundError, match="pt_inception-2015-12-05-6726825d.pth"):
-        evaluate_generator(Untouchable(), Untouchable(), evaluation)
-    assert not (tmp_path / "cache").exists()
+        evaluate_generator(Untouchable(), Untouchable(), Untouchable(), evaluation)
+    assert not (tmp_path / "cache").exists()  # official never builds a stand-in

@@ -54,21 +54,26 @@ from atelier.core.metrics.inception import (
     FID_DIMS,
     NUM_CLASSES,
     OFFICIAL_WEIGHTS_SHA256_PREFIX,
+    WEIGHT_SETTINGS,
     WEIGHTS_FILENAME,
     FIDInception,
     InceptionWeights,
     build_fid_inception_network,
     hub_weights_path,
+    load_evaluation_inception,
     load_inception,
     resolve_device,
     resolve_inception_weights,
 )
 from atelier.core.metrics.inception_score import compute_inception_score
 from atelier.core.metrics.kid import compute_kid
-
-#: The scores every evaluation reports, under these names everywhere: metrics.json, the
-#: MLflow run's metrics, the registered version's tags, the model card.
-SCORE_NAMES = ("fid", "inception_score", "inception_score_std", "kid", "kid_std")
+from atelier.core.metrics.scoring import (
+    SCORE_NAMES,
+    GeneratorScorer,
+    incompatibility,
+    score_beside,
+    score_generator,
+)
 
 __all__ = [
     "DOWNLOAD_TIMEOUT_S",
@@ -76,8 +81,10 @@ __all__ = [
     "NUM_CLASSES",
     "OFFICIAL_WEIGHTS_SHA256_PREFIX",
     "SCORE_NAMES",
+    "WEIGHT_SETTINGS",
     "WEIGHTS_FILENAME",
     "FIDInception",
+    "GeneratorScorer",
     "InceptionFeatures",
     "InceptionWeights",
     "ReferenceStatistics",
@@ -88,10 +95,14 @@ __all__ = [
     "compute_inception_score_of_folder",
     "compute_kid",
     "compute_metrics",
+    "incompatibility",
+    "score_beside",
+    "score_generator",
     "extract_features",
     "feature_statistics",
     "hub_weights_path",
     "list_image_files",
+    "load_evaluation_inception",
     "load_inception",
     "main",
     "reference_statistics_of_images",

@@ -34,8 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--batch-size", type=int, default=50, help="images per Inception batch")
     common.add_argument("--device", default=None,
                         help="cuda, cuda:0, cpu, ... (default: cuda when available, else cpu)")
-    common.add_argument("--weights", default=None,
-                        help=f"path of {WEIGHTS_FILENAME} (default: the torch hub cache)")
+    common.add_argument("--weights", default="auto",
+                        help=f"'auto' (default: {WEIGHTS_FILENAME} from the torch hub cache, "
+                        "else downloaded as pytorch-fid does), 'official' (and refuse any other "
+                        "file), or the path of a weights file")
     common.add_argument("--num-workers", type=int, default=None,
                         help="image decoding processes (default: min(8, CPUs), as pytorch-fid)")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -1,8 +1,17 @@
 """pytorch-fid's FID Inception: where its weights file is, and the network that loads it.
 
-The weights come from the torch hub cache under ``TORCH_HOME``, where pytorch-fid puts them,
-or from an explicit path; nothing else is ever loaded. :class:`InceptionWeights` names the
-file's sha256, and warns when it is not the official ``pt_inception-2015-12-05`` file.
+Which weights (``evaluation.inception_weights``, :func:`resolve_inception_weights`):
+
+- ``auto``: the file in the torch hub cache under ``TORCH_HOME``, where pytorch-fid puts
+  it; else one download attempt from pytorch-fid's URL; else the deterministic stand-in
+  (:mod:`~atelier.core.metrics.standin`), built once into the given cache folder. The
+  main job never stops for lack of weights.
+- ``official``: the official ``pt_inception-2015-12-05`` file (cache or download), or
+  :class:`~atelier.core.errors.InceptionWeightsNotFoundError`.
+- a path: that file.
+
+:class:`InceptionWeights` names the file's sha256, and every result computed with a file
+that is not the official one carries a loud STAND-IN warning.
 """
 
 from __future__ import annotations
@@ -82,8 +91,8 @@ def _missing_weights_message(reason: str) -> str:
         f"$TORCH_HOME/hub/checkpoints/; pytorch-fid downloads it there from {FID_WEIGHTS_URL} "
         "when the machine is online), or give its path explicitly: evaluation.inception_weights "
         "in conf/base/parameters_evaluation.yml (or --params), or --weights on the command line. "
-        "Atelier never falls back to other weights. (For offline tests only, "
-        "scripts/build_standin_inception.py writes a stand-in whose metrics are NOT comparable.)"
+        "With evaluation.inception_weights=auto (the default) the main job falls back to a "
+        "deterministic STAND-IN whose metrics are NOT comparable with FID."
     )
 
 
@@ -111,34 +120,64 @@ def _sha256_of_file(path: str, size: int, mtime_ns: int) -> str:
     return file_sha256(path)
 
 
-def resolve_inception_weights(path: str | os.PathLike | None = None,
-                              download: bool = True) -> InceptionWeights:
-    """Find the FID Inception weights file, or raise before any work is done.
+WEIGHT_SETTINGS = ("auto", "official")
 
-    ``path`` given: that file, which must exist. ``path`` None: the torch hub cache, as
-    pytorch-fid looks it up; when it is absent and ``download`` is true, one download
-    attempt from pytorch-fid's URL (what pytorch-fid itself would do), and any failure of
-    it becomes :class:`InceptionWeightsNotFoundError` naming the file and where it can go.
+
+def resolve_inception_weights(setting: str | os.PathLike | None = "auto",
+                              standin_dir: str | os.PathLike | None = None) -> InceptionWeights:
+    """Find the FID Inception weights for ``setting`` (see the module docstring).
+
+    ``auto`` (or None): the torch hub cache, else one download attempt (what pytorch-fid
+    itself would do), else, when ``standin_dir`` is given, the stand-in built once there
+    (logged loudly); without ``standin_dir`` a failed download raises.
+    ``official``: the hub cache or a download, and the file must be the official one.
+    Anything else is a path, which must exist. Failures raise
+    :class:`InceptionWeightsNotFoundError`, naming the file and where it can go, before any
+    work is done.
     """
-    if path is not None:
-        weights_path = Path(path).expanduser()
+    setting = "auto" if setting is None else str(setting)
+    if setting not in WEIGHT_SETTINGS:
+        weights_path = Path(setting).expanduser()
         if not weights_path.is_file():
             raise InceptionWeightsNotFoundError(
                 _missing_weights_message(f"the configured file {weights_path} does not exist"))
     else:
-        weights_path = hub_weights_path()
-        if not weights_path.is_file():
-            if not download:
-                raise InceptionWeightsNotFoundError(
-                    _missing_weights_message(f"no file at {weights_path}"))
-            _download_weights(weights_path)
+        weights_path = _official_or_standin_path(setting, standin_dir)
     stat = weights_path.stat()
     weights = InceptionWeights(
         weights_path.resolve(), _sha256_of_file(str(weights_path.resolve()), stat.st_size,
                                                 stat.st_mtime_ns))
+    if setting == "official" and not weights.is_official:
+        raise InceptionWeightsNotFoundError(_missing_weights_message(
+            f"evaluation.inception_weights is 'official' but {weights.path} is not the official "
+            f"file (sha256 {weights.sha256[:16]}..., the official one starts with "
+            f"{OFFICIAL_WEIGHTS_SHA256_PREFIX})"))
     if weights.warning:
         logger.warning("!!! %s File: %s", weights.warning, weights.path)
     return weights
+
+
+def _official_or_standin_path(setting: str, standin_dir: str | os.PathLike | None) -> Path:
+    hub_path = hub_weights_path()
+    if hub_path.is_file():
+        return hub_path
+    try:
+        _download_weights(hub_path)
+        return hub_path
+    except InceptionWeightsNotFoundError:
+        if setting == "official" or standin_dir is None:
+            raise
+    from atelier.core.metrics.standin import standin_weights_path, write_standin_weights
+
+    standin = standin_weights_path(standin_dir)
+    if not standin.is_file():
+        logger.warning("!!! The official FID Inception weights are neither at %s nor "
+                       "downloadable: building the deterministic STAND-IN at %s. Its FID, IS "
+                       "and KID are NOT comparable with published figures. Put the official "
+                       "file there (or set evaluation.inception_weights) for real FID.",
+                       hub_path, standin)
+        write_standin_weights(standin)
+    return standin
 
 
 # --- network --------------------------------------------------------------------------
@@ -227,12 +266,24 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return torch.device(device)
 
 
-def load_inception(weights_path: str | os.PathLike | None = None,
-                   device: str | torch.device | None = "auto") -> FIDInception:
-    """Resolve (see :func:`resolve_inception_weights`) and load the FID Inception on ``device``.
+def load_inception(weights: str | os.PathLike | None = "auto",
+                   device: str | torch.device | None = "auto",
+                   standin_dir: str | os.PathLike | None = None) -> FIDInception:
+    """Resolve ``weights`` (``auto``, ``official`` or a path: see
+    :func:`resolve_inception_weights`) and load the FID Inception on ``device``.
 
     Loaded networks are kept (per file content and device) so that repeated evaluations in
     one process load the file once.
     """
-    weights = resolve_inception_weights(weights_path)
+    weights = resolve_inception_weights(weights, standin_dir)
     return _load_network(str(weights.path), weights.sha256, str(resolve_device(device)))
+
+
+def load_evaluation_inception(evaluation: dict) -> FIDInception:
+    """The FID Inception for an ``evaluation`` parameters dict: its ``inception_weights``
+    (auto, official or a path) on its ``device``; when ``auto`` needs the stand-in, it is
+    built in ``reference_cache_dir`` (a temporary folder when that is null)."""
+    import tempfile
+
+    standin_dir = evaluation["reference_cache_dir"] or Path(tempfile.gettempdir()) / "atelier-inception"
+    return load_inception(evaluation["inception_weights"], evaluation["device"], standin_dir)

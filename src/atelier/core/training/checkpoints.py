@@ -1,11 +1,16 @@
 """Training checkpoints: written atomically, pruned, and chosen for resumption.
 
-A run's checkpoints live in ``<training.checkpoint_dir>/<first 12 hex digits of the data
-hash>/step_<step>.pt``. Each holds the weights of G, D and the EMA generator, both
-optimizers and grad scalers, the step, the parameters and the loss history; every value
-loads with ``torch.load(weights_only=True)``. No RNG state is stored: every draw in the
-loop comes from a stream reseeded from (seed, rank, step), so a resumed run draws what an
-uninterrupted one would have.
+A run's checkpoints live in ``<training.checkpoint_dir>/<key>/step_<step>.pt``, where the
+key (:meth:`TrainingConfig.checkpoint_key`) names the data and every parameter that shapes
+the weights: a changed setting starts a new training on its own, the same setting resumes.
+Each holds the weights of G, D and the EMA generator, both optimizers and grad scalers,
+the best generator so far (model selection), the step, the parameters and the loss
+history; every value loads with ``torch.load(weights_only=True)``, so no pickled code is
+ever run. No RNG state is stored: every draw in the loop comes from a stream reseeded from
+(seed, rank, step or epoch), so a resumed run draws what an uninterrupted one would have.
+
+A file that cannot be read (truncated, foreign, not a checkpoint) is reported by name and
+skipped: ``resume: auto`` continues from the newest readable one.
 """
 
 from __future__ import annotations
@@ -26,19 +31,19 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
 
 
-def _checkpoint_to_resume(directory: Path, config: TrainingConfig, resolution: int,
-                          channels: int, rank: int) -> Path | None:
+def _checkpoint_to_resume(directory: Path, config: TrainingConfig, generator_config: dict,
+                          rank: int) -> Path | None:
     """The checkpoint this run continues from (rank 0 decides; the others follow)."""
     chosen: list[Path | None] = [None]
     if rank == 0:
-        chosen[0] = _newest_matching_checkpoint(directory, config, resolution, channels)
+        chosen[0] = _newest_matching_checkpoint(directory, config, generator_config)
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.broadcast_object_list(chosen, src=0)
     return chosen[0]
 
 
-def _newest_matching_checkpoint(directory: Path, config: TrainingConfig, resolution: int,
-                                channels: int) -> Path | None:
+def _newest_matching_checkpoint(directory: Path, config: TrainingConfig,
+                                generator_config: dict) -> Path | None:
     existing = sorted(directory.glob("step_*.pt"))
     if config.resume == "never":
         if existing:
@@ -47,12 +52,10 @@ def _newest_matching_checkpoint(directory: Path, config: TrainingConfig, resolut
         for path in existing:
             path.unlink()
         return None
-    if not existing:
+    newest, checkpoint = _newest_readable(existing)
+    if newest is None:
         return None
-    newest = existing[-1]
-    checkpoint = _read_checkpoint_header(newest)
-    ours = {**{key: getattr(config, key) for key in WEIGHT_PARAMETERS},
-            "resolution": resolution, "channels": channels}
+    ours = {**{key: getattr(config, key) for key in WEIGHT_PARAMETERS}, **generator_config}
     theirs = {**checkpoint["params"], **checkpoint["generator_config"]}
     differences = [f"{key}={theirs.get(key)!r} there, {value!r} now"
                    for key, value in ours.items() if theirs.get(key) != value]
@@ -72,6 +75,17 @@ def _newest_matching_checkpoint(directory: Path, config: TrainingConfig, resolut
     return newest
 
 
+def _newest_readable(paths: list[Path]) -> tuple[Path | None, dict[str, Any]]:
+    """The newest of ``paths`` that reads as a checkpoint, and its header; unreadable ones
+    are reported by name and passed over."""
+    for path in reversed(paths):
+        try:
+            return path, _read_checkpoint_header(path)
+        except CheckpointUnreadableError as error:
+            log.warning("%s Falling back to the checkpoint before it.", error)
+    return None, {}
+
+
 def _read_checkpoint_header(path: Path) -> dict[str, Any]:
     """The checkpoint at ``path``, memory-mapped (only step and parameters are read)."""
     try:
@@ -85,14 +99,14 @@ def _read_checkpoint_header(path: Path) -> dict[str, Any]:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise CheckpointUnreadableError(
             f"Cannot resume from {path}: it is not a readable Atelier training checkpoint "
-            f"({reason}). Delete it to resume from the checkpoint before it, or set training.resume=never "
-            "to start over (this deletes the checkpoints in that folder)."
+            f"({reason}). Delete or move it away; training resumes from the newest readable "
+            "checkpoint of this setting, or starts over when there is none."
         ) from error
     return checkpoint
 
 
 def _save_checkpoint(directory: Path, step: int, states: dict[str, Any], config: TrainingConfig,
-                     resolution: int, channels: int, data_hash: str,
+                     generator_config: dict, data_hash: str,
                      history: list[dict[str, float]]) -> Path:
     """Write ``step_<step>.pt`` atomically; every value loads with ``weights_only=True``."""
     path = directory / f"step_{step:08d}.pt"
@@ -100,8 +114,7 @@ def _save_checkpoint(directory: Path, step: int, states: dict[str, Any], config:
         "format": CHECKPOINT_FORMAT,
         "step": step,
         "params": config.as_dict(),
-        "generator_config": {"resolution": resolution, "channels": channels,
-                             "latent_dim": config.latent_dim, "g_width": config.g_width},
+        "generator_config": dict(generator_config),
         "data_hash": data_hash,
         **states,
         "history": list(history),

@@ -7,8 +7,10 @@ For torchrun (several GPUs or machines) and for a torch-only machine without Ked
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -31,6 +33,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="YAML file with a 'training:' section (conf/base/parameters_training.yml)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one training parameter, e.g. --set max_steps=2000")
+    parser.add_argument("--evaluation", default=None,
+                        help="YAML file with an 'evaluation:' section (conf/base/parameters_"
+                             "evaluation.yml): with training.eval_every on, model selection "
+                             "scores with its Inception weights; without it, selection is off")
     parser.add_argument("--output", default="data/06_models/generator.pt",
                         help="where rank 0 writes the EMA generator (a GeneratorCheckpoint, "
                              "read by atelier.core.models.load_generator)")
@@ -47,19 +53,42 @@ def main(argv: list[str] | None = None) -> None:
         params[key.removeprefix("training.")] = yaml.safe_load(value)
     config = TrainingConfig.from_params(params)
     primary = torch.load(args.data, map_location="cpu", weights_only=True)
-    images = primary["images"][~primary["is_val"]]
+    train_rows = ~primary["is_val"]
+    images = primary["images"][train_rows]
+    labels = primary["labels"][train_rows] if config.conditional else None
+    scorer = None
+    if config.eval_every and args.evaluation is None:
+        log.warning("training.eval_every is on but no --evaluation file was given: training "
+                    "without model selection (the last EMA generator is written).")
+        config = dataclasses.replace(config, eval_every=0)
+    elif config.eval_every and int(os.environ.get("RANK", "0")) == 0:
+        scorer = _scorer(args.evaluation, primary, config)
+    run = partial(train_gan if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
+                  else launch_training, images, config, data_hash=primary["data_hash"],
+                  report=_log_report, labels=labels, scorer=scorer)
 
     if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:  # started by torchrun
         dist.init_process_group(_backend(config.device))
         try:
-            result = train_gan(images, config, data_hash=primary["content_hash"], report=_log_report)
+            result = run()
         finally:
             dist.destroy_process_group()
     else:
-        result = launch_training(images, config, data_hash=primary["content_hash"], report=_log_report)
+        result = run()
     if int(os.environ.get("RANK", "0")) == 0:
         result.checkpoint.save(args.output)
-        log.info("Wrote the EMA generator (step %d) to %s.", result.step, args.output)
+        log.info("Wrote the %s generator (step %d) to %s.", result.variant, result.step,
+                 args.output)
+
+
+def _scorer(evaluation_file: str, primary: dict, config: TrainingConfig):
+    import yaml
+
+    from atelier.core.metrics import GeneratorScorer
+
+    evaluation = yaml.safe_load(Path(evaluation_file).read_text())["evaluation"]
+    return GeneratorScorer.from_evaluation_params(
+        evaluation, primary["images"][primary["is_val"]], config.eval_samples)
 
 
 def _log_report(step: int, metrics: dict[str, float], samples: torch.Tensor | None = None) -> None:

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
-# Parameters that shape the weights: a checkpoint is resumed only when all of them match.
-# The others (max_steps, device, precision, logging and checkpoint cadence...) may change
-# between a run and its resumption.
+from atelier.core.augment import parse_policy
+
+# Parameters that shape the weights (and what is kept as "best"): checkpoints are kept in a
+# folder keyed by them and the data, so a changed setting starts fresh and the same setting
+# resumes. The others (max_steps, device, precision, logging, checkpoint and evaluation
+# cadence...) may change between a run and its resumption.
 WEIGHT_PARAMETERS = (
     "seed", "batch_size", "latent_dim", "g_width", "d_width", "lr_g", "lr_d",
-    "beta1", "beta2", "loss", "ema_decay", "flip",
+    "beta1", "beta2", "loss", "ema_kimg", "ema_rampup", "flip", "augment", "spectral_norm",
+    "r1_gamma", "r1_every", "conditional", "eval_samples", "select_by",
 )
 
 
@@ -33,7 +39,16 @@ class TrainingConfig:
     beta1: float
     beta2: float
     loss: str
-    ema_decay: float
+    ema_kimg: float
+    ema_rampup: float
+    augment: str
+    spectral_norm: bool
+    r1_gamma: float
+    r1_every: int
+    conditional: bool
+    eval_every: int
+    eval_samples: int
+    select_by: str
     precision: str
     compile: bool
     channels_last: str | bool
@@ -85,25 +100,37 @@ class TrainingConfig:
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def checkpoint_key(self, data_hash: str, resolution: int, channels: int,
+                       num_classes: int) -> str:
+        """16 hex digits naming the data and every setting that shapes the weights: the
+        checkpoint folder's name (``<checkpoint_dir>/<key>/``)."""
+        shaping = {"data_hash": data_hash, "resolution": resolution, "channels": channels,
+                   "num_classes": num_classes,
+                   **{name: getattr(self, name) for name in WEIGHT_PARAMETERS}}
+        return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+
     def _validate(self) -> None:
         problems = []
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             problems.append(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         for name in ("devices", "max_steps", "batch_size", "latent_dim", "g_width", "d_width",
-                     "log_every", "keep_checkpoints", "num_sample_images"):
+                     "log_every", "keep_checkpoints", "num_sample_images", "r1_every",
+                     "eval_samples"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("seed", "sample_every", "checkpoint_every"):
+        for name in ("seed", "sample_every", "checkpoint_every", "eval_every", "ema_kimg",
+                     "ema_rampup", "r1_gamma"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be 0 or more, got {getattr(self, name)}")
         for name in ("lr_g", "lr_d"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("beta1", "beta2", "ema_decay"):
+        for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 problems.append(f"{name} must be in [0, 1), got {getattr(self, name)}")
         for name, allowed in (("loss", ("bce", "hinge")), ("resume", ("auto", "never")),
-                              ("precision", ("auto", "bf16", "fp16", "fp32"))):
+                              ("precision", ("auto", "bf16", "fp16", "fp32")),
+                              ("select_by", ("kid", "fid"))):
             if getattr(self, name) not in allowed:
                 problems.append(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.sample_every % self.log_every:
@@ -116,6 +143,10 @@ class TrainingConfig:
                 f"batch_size ({self.batch_size}) is the global batch; it must divide evenly "
                 f"among devices ({self.devices})"
             )
+        try:
+            parse_policy(self.augment)
+        except ValueError as error:
+            problems.append(str(error).rstrip("."))
         if problems:
             raise ValueError("Invalid training parameters: " + "; ".join(problems) + ".")
 

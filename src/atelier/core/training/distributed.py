@@ -17,20 +17,23 @@ import torch.distributed as dist
 
 from atelier.core.training.config import TrainingConfig
 from atelier.core.training.loop import Report, TrainingResult, train_gan
+from atelier.core.training.selection import Scorer
 
 log = logging.getLogger(__name__)
 
 
 def launch_training(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
-                    report: Report | None = None) -> TrainingResult:
+                    report: Report | None = None, labels: torch.Tensor | None = None,
+                    scorer: Scorer | None = None) -> TrainingResult:
     """Run ``train_gan`` in ``config.devices`` processes on this machine and return rank 0's result.
 
-    The calling process is rank 0 (so ``report`` runs here); ranks 1.. are spawned and
-    join a gloo (CPU) or NCCL (CUDA) group on a free local port. With one device, or when
-    a process group already exists (torchrun), this is ``train_gan`` itself.
+    The calling process is rank 0 (so ``report`` and ``scorer`` run here); ranks 1.. are
+    spawned and join a gloo (CPU) or NCCL (CUDA) group on a free local port. With one
+    device, or when a process group already exists (torchrun), this is ``train_gan`` itself.
     """
     if config.devices == 1 or dist.is_initialized():
-        return train_gan(images, config, data_hash=data_hash, report=report)
+        return train_gan(images, config, data_hash=data_hash, report=report, labels=labels,
+                         scorer=scorer)
     backend = _backend(config.device)
     if backend == "nccl" and torch.cuda.device_count() < config.devices:
         raise RuntimeError(f"training.devices is {config.devices} but only "
@@ -39,7 +42,8 @@ def launch_training(images: torch.Tensor, config: TrainingConfig, *, data_hash: 
     context = torch.multiprocessing.get_context("spawn")
     workers = [
         context.Process(target=_spawned_rank, daemon=True,
-                        args=(rank, config.devices, port, backend, images, config, data_hash))
+                        args=(rank, config.devices, port, backend, images, labels, config,
+                              data_hash))
         for rank in range(1, config.devices)
     ]
     for worker in workers:
@@ -47,7 +51,8 @@ def launch_training(images: torch.Tensor, config: TrainingConfig, *, data_hash: 
     threads = torch.get_num_threads()
     try:
         _join_group(0, config.devices, port, backend)
-        return train_gan(images, config, data_hash=data_hash, report=report)
+        return train_gan(images, config, data_hash=data_hash, report=report, labels=labels,
+                         scorer=scorer)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -62,11 +67,11 @@ def launch_training(images: torch.Tensor, config: TrainingConfig, *, data_hash: 
 
 
 def _spawned_rank(rank: int, world_size: int, port: int, backend: str, images: torch.Tensor,
-                  config: TrainingConfig, data_hash: str) -> None:
+                  labels: torch.Tensor | None, config: TrainingConfig, data_hash: str) -> None:
     logging.basicConfig(level=logging.INFO)
     _join_group(rank, world_size, port, backend)
     try:
-        train_gan(images, config, data_hash=data_hash)
+        train_gan(images, config, data_hash=data_hash, labels=labels)
     finally:
         dist.destroy_process_group()
 

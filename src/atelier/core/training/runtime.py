@@ -1,7 +1,7 @@
 """Where and how the loop runs: device, precision, data placement, determinism, signals.
 
 The policies ``train_gan`` applies before its first step (which device, which autocast
-dtype and memory format, where this rank's images are held), the deterministic-kernels
+dtype and memory format), the deterministic-kernels
 switch, and the SIGTERM / SIGINT handling that turns a kill request into a checkpoint and
 then an exit (with the one collective the ranks need to agree on stopping).
 """
@@ -82,32 +82,6 @@ def _memory_format(channels_last: str | bool, device: torch.device) -> torch.mem
 def _cpu_has_native_bf16() -> bool:
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, so guarded
     return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
-
-
-def _data_fits_on(device: torch.device, images: torch.Tensor, setting: str | bool) -> bool:
-    if device.type == "cpu" or setting is True:
-        return True
-    if setting is False:
-        return False
-    free, _ = torch.cuda.mem_get_info(device)
-    return images.numel() < free // 4  # leave three quarters for the models and activations
-
-
-def _place_data(images: torch.Tensor, rank: int, world_size: int, device: torch.device,
-                data_on_device: str | bool) -> tuple[torch.Tensor, torch.Generator]:
-    """This rank's shard, and the random stream that draws batches from it, on one device.
-
-    The whole dataset stays on the training device as uint8 when it fits: a batch is an
-    index lookup there, no decoding and no host-to-device copy per step. Batches, flips
-    and latents come from the stream reseeded from (seed, rank, step) at each step, so a
-    resumed run draws exactly what an uninterrupted one would have.
-    """
-    shard = images[rank::world_size]
-    data_device = device if _data_fits_on(device, shard, data_on_device) else torch.device("cpu")
-    shard = shard.to(data_device)
-    if data_device != device and device.type == "cuda":
-        shard = shard.pin_memory()  # host batches then copy asynchronously
-    return shard, torch.Generator(data_device)
 
 
 @contextlib.contextmanager

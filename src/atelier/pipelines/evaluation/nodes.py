@@ -1,24 +1,48 @@
-"""Evaluation nodes: the trained generator and the validation split in, metrics and grids out.
+"""Evaluation nodes: the trained generator, the champion and the validation split in;
+metrics and grids out.
 
-The metrics themselves (Inception features, FID, IS, KID, the reference-statistics cache)
-live in :mod:`atelier.core.metrics`; these nodes only rebuild the generator, pick the
-validation images and the seeds, and hand them over.
+The candidate and the current champion are scored side by side, in one evaluation: the
+same validation images, Inception weights, sample count, seeds and feature dims. The
+metrics themselves (Inception features, FID, IS, KID, the reference-statistics cache) live
+in :mod:`atelier.core.metrics`; these nodes only load generators, pick the validation
+images and the seeds, and hand them over.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import logging
 
 import torch
 from PIL import Image
-from torch import nn
 
 from atelier.core import metrics as core_metrics
-from atelier.core.generate import generate_images, image_grid
+from atelier.core.generate import cycled_labels, generate_images, image_grid
 from atelier.core.models import GeneratorCheckpoint, load_generator
 
+logger = logging.getLogger(__name__)
 
-def _validation_images(primary_images: dict) -> torch.Tensor:
+
+def fetch_champion(model_registry, registration: dict) -> dict:
+    """The registered champion to score beside the candidate.
+
+    Args:
+        model_registry: The catalog's ``model_registry`` (``champion(model_name)``).
+        registration: ``params:registration`` (``model_name``).
+
+    Returns:
+        ``{"version": str, "generator": GeneratorCheckpoint}``, or ``{"version": None}``
+        when the model has no champion yet.
+    """
+    champion = model_registry.champion(registration["model_name"])
+    if champion is None:
+        logger.info("No champion of %s yet: the candidate is scored alone.",
+                    registration["model_name"])
+        return {"version": None}
+    return {"version": champion.version, "generator": champion.generator}
+
+
+def validation_images(primary_images: dict) -> torch.Tensor:
+    """The validation split of ``primary_images`` (at least two images, for FID)."""
     images = primary_images["images"][primary_images["is_val"]]
     if len(images) < 2:
         raise ValueError(
@@ -32,47 +56,47 @@ def _seeds(evaluation: dict, count: int) -> range:
     return range(evaluation["seed_offset"], evaluation["seed_offset"] + count)
 
 
-def _generated_batches(model: nn.Module, seeds: Sequence[int], batch_size: int,
-                       device: torch.device) -> Iterator[torch.Tensor]:
-    # Batch by batch, so only one batch of generated images is held at a time (uint8, on
-    # the device: quantised as saved PNGs would be, and as the real images are).
-    for start in range(0, len(seeds), batch_size):
-        yield generate_images(model, seeds[start:start + batch_size], batch_size=batch_size,
-                              device=device)
-
-
-def evaluate_generator(generator: GeneratorCheckpoint, primary_images: dict, evaluation: dict) -> dict:
-    """Score ``evaluation.num_samples`` generated images against the validation split.
+def evaluate_generator(generator: GeneratorCheckpoint, champion: dict, primary_images: dict,
+                       evaluation: dict) -> dict:
+    """Score the candidate, and the champion beside it, against the validation split.
 
     Args:
-        generator: The trained generator.
+        generator: The trained candidate.
+        champion: :func:`fetch_champion`'s output.
         primary_images: ``images`` (uint8 N x C x H x W) and ``is_val`` (bool N).
         evaluation: ``params:evaluation``.
 
     Returns:
-        ``fid``, ``inception_score``, ``inception_score_std``, ``kid``, ``kid_std``,
-        ``num_samples``, ``num_reference``, ``dims``, ``inception_weights_sha256`` and
-        ``inception_weights_warning`` (null for pytorch-fid's official weights).
+        The candidate's ``fid``, ``inception_score``, ``inception_score_std``, ``kid``,
+        ``kid_std``, ``num_samples``, ``num_reference``, ``dims``,
+        ``inception_weights_sha256``, ``inception_weights_warning`` (null for pytorch-fid's
+        official weights), ``generator_step`` and ``generator_variant``; and ``champion``:
+        null without a champion, else ``{"version", <the same scores>}`` computed in this
+        evaluation, or ``{"version", "incompatible": why}`` when it cannot be scored on
+        this data (another resolution or channel count).
     """
-    device = core_metrics.resolve_device(evaluation["device"])
-    # First, so that missing weights stop the run before anything is generated.
-    inception = core_metrics.load_inception(evaluation["inception_weights"], device)
-    reference = _validation_images(primary_images)
-    model = load_generator(generator, device)
-    makes = (model.channels, model.resolution, model.resolution)
-    if makes != tuple(reference.shape[1:]):
-        raise ValueError(
-            f"The generator makes {makes} images (channels, height, width) but the validation "
-            f"images are {tuple(reference.shape[1:])}: retrain it at this "
-            "preprocessing.resolution and preprocessing.channels."
-        )
-    seeds = _seeds(evaluation, evaluation["num_samples"])
-    return core_metrics.compute_metrics(
-        _generated_batches(model, seeds, evaluation["batch_size"], device), reference, inception,
-        num_generated=len(seeds), dims=evaluation["fid_dims"], is_splits=evaluation["is_splits"],
-        kid_subsets=evaluation["kid_subsets"], kid_subset_size=evaluation["kid_subset_size"],
-        batch_size=evaluation["batch_size"], cache_dir=evaluation["reference_cache_dir"],
-    )
+    # First, so that unusable weights stop the run before anything is generated.
+    inception = core_metrics.load_evaluation_inception(evaluation)
+    reference = validation_images(primary_images)
+    candidate = load_generator(generator)
+    problem = core_metrics.incompatibility(candidate, reference)
+    if problem:
+        raise ValueError(f"The trained generator does not fit the validation data: {problem}. "
+                         "Retrain it at this preprocessing.resolution and preprocessing.channels.")
+    metrics = core_metrics.score_generator(candidate, reference, inception, evaluation)
+    metrics.update(generator_step=generator.step, generator_variant=generator.variant,
+                   champion=None)
+    if champion["version"] is not None:
+        metrics["champion"] = core_metrics.score_beside(
+            champion["version"], load_generator(champion["generator"]), reference, inception,
+            evaluation)
+        if "fid" in metrics["champion"]:
+            logger.info("Side by side: candidate FID %.4f, champion (version %s) FID %.4f.",
+                        metrics["fid"], champion["version"], metrics["champion"]["fid"])
+        else:
+            logger.warning("Champion version %s cannot be scored on this data: %s.",
+                           champion["version"], metrics["champion"]["incompatible"])
+    return metrics
 
 
 def draw_sample_grids(generator: GeneratorCheckpoint, primary_images: dict,
@@ -81,11 +105,17 @@ def draw_sample_grids(generator: GeneratorCheckpoint, primary_images: dict,
     validation images, for looking at side by side."""
     device = core_metrics.resolve_device(evaluation["device"])
     model = load_generator(generator, device)
-    generated = generate_images(model, _seeds(evaluation, evaluation["grid_size"]), device=device)
-    real = _validation_images(primary_images)[: evaluation["grid_size"]]
+    seeds = _seeds(evaluation, evaluation["grid_size"])
+    generated = generate_images(model, seeds, device=device, labels=cycled_labels(model, seeds))
+    real = validation_images(primary_images)[: evaluation["grid_size"]]
     return image_grid(generated), image_grid(real)
 
 
 def scores_for_tracking(metrics: dict) -> dict:
-    """The scores of ``metrics`` in kedro-mlflow's metrics format: ``{name: {"value", "step"}}``."""
-    return {name: {"value": float(metrics[name]), "step": 0} for name in core_metrics.SCORE_NAMES}
+    """The scores in kedro-mlflow's metrics format (``{name: {"value", "step"}}``): the
+    candidate's under their own names, the champion's side-by-side ones as ``champion_<name>``."""
+    scores = {name: metrics[name] for name in core_metrics.SCORE_NAMES}
+    champion = metrics.get("champion") or {}
+    if "fid" in champion:
+        scores.update({f"champion_{name}": champion[name] for name in core_metrics.SCORE_NAMES})
+    return {name: {"value": float(value), "step": 0} for name, value in scores.items()}

@@ -7,27 +7,39 @@ from __future__ import annotations
 
 import pandas as pd
 
-from atelier.core.metrics import SCORE_NAMES
-from atelier.core.models import GeneratorCheckpoint
+from atelier.core.metrics import SCORE_NAMES, load_evaluation_inception, score_beside
+from atelier.core.models import GeneratorCheckpoint, load_generator
 from atelier.tracking import register_generator_version
 
 
 def register_generator(generator: GeneratorCheckpoint, metrics: dict, lineage: dict,
+                       primary_images: dict, model_registry, evaluation: dict,
                        registration: dict) -> dict:
     """Register ``generator`` as a new model version and promote it if it beats the champion.
 
     Args:
         generator: The trained generator.
-        metrics: Evaluation metrics; ``metrics["fid"]`` decides promotion.
+        metrics: Evaluation metrics: ``fid`` and the champion's side-by-side scores
+            (``metrics["champion"]``) decide promotion.
         lineage: The run's lineage (git commit, data version), tagged on the version.
-        registration: ``params:registration`` (``model_name``, ``min_fid_improvement``).
+        primary_images: The validation images, to score a champion that another
+            registration promoted while this run was evaluated, as the evaluation would.
+        model_registry: The catalog's ``model_registry`` (that champion's generator).
+        evaluation: ``params:evaluation`` (how that champion is scored).
+        registration: ``params:registration`` (``model_name``, ``min_fid_improvement``,
+            ``on_incompatible_champion``).
 
     Returns:
-        The registration record: model name, version, run id, lineage, the decision and
-        its reason.
+        The registration record: model name, version, run id, lineage, the decision, its
+        reason and the champion scores it was taken on.
     """
-    return register_generator_version(generator, metrics, lineage, registration["model_name"],
-                                      registration["min_fid_improvement"])
+    def rescore(version: str) -> dict:
+        champion = model_registry.version(registration["model_name"], version)
+        reference = primary_images["images"][primary_images["is_val"]]
+        return score_beside(version, load_generator(champion.generator), reference,
+                            load_evaluation_inception(evaluation), evaluation)
+
+    return register_generator_version(generator, metrics, lineage, registration, rescore)
 
 
 def write_model_card(
@@ -63,8 +75,18 @@ def write_model_card(
     for key in (*SCORE_NAMES, "num_samples", "dims"):
         if key in metrics:
             lines.append(f"| {key} | {metrics[key]} |")
+    champion = metrics.get("champion") or {}
+    if "fid" in champion:
+        lines += ["", f"Scored side by side with champion version {champion['version']} (same "
+                  "validation images, Inception weights, samples, seeds and dims):", "",
+                  "| metric | this version | champion |", "| --- | --- | --- |"]
+        lines += [f"| {key} | {metrics[key]} | {champion[key]} |" for key in SCORE_NAMES]
+    elif champion.get("incompatible"):
+        lines += ["", f"Champion version {champion['version']} could not be scored on this data: "
+                  f"{champion['incompatible']}."]
     if metrics.get("inception_weights_warning"):
         lines += ["", f"> **WARNING:** {metrics['inception_weights_warning']}"]
+    lines += ["", "## Which weights", "", _selection_sentence(metrics, training)]
     lines += ["", "## Training curve", "", "![losses](loss_curve.png)", ""]
     if len(loss_history):
         last = loss_history.iloc[-1]
@@ -75,3 +97,13 @@ def write_model_card(
         for key, value in sorted(values.items()):
             lines.append(f"| {section}.{key} | {value} |")
     return "\n".join(lines) + "\n"
+
+
+def _selection_sentence(metrics: dict, training: dict) -> str:
+    variant = "EMA" if metrics.get("generator_variant") == "ema" else "raw (not averaged)"
+    step = metrics.get("generator_step")
+    if training.get("eval_every"):
+        return (f"The {variant} generator of step {step}: the best by {training['select_by']} of "
+                f"the evaluations every {training['eval_every']} steps during training (each "
+                "scored the EMA and the raw generator), not merely the last.")
+    return f"The {variant} generator of the last step, {step} (model selection was off)."

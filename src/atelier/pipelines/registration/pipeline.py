@@ -8,7 +8,8 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=register_generator,
-                inputs=["generator", "metrics", "lineage", "params:registration"],
+                inputs=["generator", "metrics", "lineage", "primary_images", "model_registry",
+                        "params:evaluation", "params:registration"],
                 outputs="registration_record",
                 name="register_generator",
             ),

@@ -10,7 +10,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=train_generator,
-                inputs=["primary_images", "params:training", "training_reporter"],
+                inputs=["primary_images", "params:training", "params:evaluation", "training_reporter"],
                 outputs=["generator", "training_sample_grid", "loss_history"],
                 name="train_generator",
             ),

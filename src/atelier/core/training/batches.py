@@ -1,0 +1,84 @@
+"""The training data on its device, and what each step draws from it.
+
+The whole dataset stays on the training device as uint8 when it fits: a batch is an index
+lookup there, no decoding and no host-to-device copy per step. Each rank samples its shard
+``images[rank::world_size]`` without replacement, epoch by epoch, as a DataLoader with
+``shuffle=True`` does (every image is seen once per epoch). The epoch's permutation comes
+from a stream seeded from (seed, rank, epoch), the step's flips and latents from one
+reseeded from (seed, rank, step), so a resumed run draws exactly what an uninterrupted one
+would have.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from atelier.core.training.config import TrainingConfig
+
+
+def _stream_seed(seed: int, rank: int, counter: int) -> int:
+    return ((seed * 1_000_003 + rank) * 1_000_000_007 + counter) % 2**63
+
+
+def _data_fits_on(device: torch.device, images: torch.Tensor, setting: str | bool) -> bool:
+    if device.type == "cpu" or setting is True:
+        return True
+    if setting is False:
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    return images.numel() < free // 4  # leave three quarters for the models and activations
+
+
+class Batches:
+    """This rank's images (and class labels) and the draws of each step."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None, rank: int,
+                 world_size: int, device: torch.device, config: TrainingConfig,
+                 memory_format: torch.memory_format) -> None:
+        shard = images[rank::world_size]
+        data_device = device if _data_fits_on(device, shard, config.data_on_device) else torch.device("cpu")
+        self.images = shard.to(data_device)
+        if data_device != device and device.type == "cuda":
+            self.images = self.images.pin_memory()  # host batches then copy asynchronously
+        self.labels = None if labels is None else labels[rank::world_size].to(data_device)
+        self.rank, self.device, self.memory_format = rank, device, memory_format
+        self.seed, self.latent_dim, self.flip = config.seed, config.latent_dim, config.flip
+        self.batch = config.batch_size // world_size
+        self.stream = torch.Generator(data_device)
+        self._permutations: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._permutations:
+            stream = torch.Generator().manual_seed(_stream_seed(self.seed, self.rank, -1 - epoch))
+            self._permutations = {epoch: torch.randperm(len(self.images), generator=stream)
+                                  .to(self.images.device)}
+        return self._permutations[epoch]
+
+    def _indices(self, step: int) -> torch.Tensor:
+        n = len(self.images)
+        positions = torch.arange((step - 1) * self.batch, step * self.batch)
+        epochs = positions // n
+        index = torch.empty(self.batch, dtype=torch.long, device=self.images.device)
+        for epoch in epochs.unique().tolist():
+            here = (epochs == epoch).to(self.images.device)
+            offsets = (positions % n).to(self.images.device)
+            index[here] = self._permutation(epoch)[offsets[here]]
+        return index
+
+    def draw(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Step ``step``'s real images in [-1, 1] (flipped at random when ``training.flip``),
+        their labels (None when unconditional) and latents, on the training device."""
+        index = self._indices(step)
+        real = self.images[index]
+        labels = None if self.labels is None else self.labels[index].to(self.device, non_blocking=True)
+        self.stream.manual_seed(_stream_seed(self.seed, self.rank, step))
+        if self.flip:
+            flip = torch.rand(self.batch, 1, 1, 1, device=real.device, generator=self.stream) < 0.5
+            real = torch.where(flip, real.flip(3), real)
+        z = torch.randn(self.batch, self.latent_dim, device=real.device, generator=self.stream)
+        real = real.to(self.device, non_blocking=True).float().div_(127.5).sub_(1)
+        return (real.contiguous(memory_format=self.memory_format), labels,
+                z.to(self.device, non_blocking=True))

@@ -1,0 +1,69 @@
+"""Model selection during training: score the generators, keep the best one.
+
+GAN training often gets worse late (the discriminator overfits, the generator collapses),
+so the last weights are not the best ones. Every ``training.eval_every`` steps (and at the
+last step) the loop hands both generators, the EMA and the raw one, to a ``Scorer`` (an
+in-training FID/KID against the validation images, built by the caller from
+``atelier.core.metrics``), reports the scores (``eval_<metric>_<variant>``) and keeps a
+copy of the best weights by ``training.select_by`` (``kid`` or ``fid``, lower is better).
+The best copy travels in every checkpoint, so a resumed run remembers it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("ema", "raw")
+
+
+class Scorer(Protocol):
+    """``scorer(generator) -> {"fid": float, "kid": float}``; lower is better."""
+
+    def __call__(self, generator: nn.Module) -> dict[str, float]: ...
+
+
+class ModelSelection:
+    """The best generator so far: its step, variant, scores and a CPU copy of its weights."""
+
+    def __init__(self, scorer: Scorer | None, eval_every: int, select_by: str) -> None:
+        self.scorer = scorer if eval_every else None
+        self.eval_every, self.select_by = eval_every, select_by
+        self.best: dict[str, Any] | None = None
+        self.scores: list[dict[str, Any]] = []
+
+    def due(self, step: int, max_steps: int) -> bool:
+        return self.scorer is not None and (step % self.eval_every == 0 or step == max_steps)
+
+    @torch.no_grad()
+    def score(self, step: int, generators: dict[str, nn.Module]) -> dict[str, float]:
+        """Score each generator (``{"ema": ..., "raw": ...}``); keep the best; return the
+        scores as ``eval_<metric>_<variant>`` metrics for the report."""
+        reported = {}
+        for variant, generator in generators.items():
+            scores = {name: float(value) for name, value in self.scorer(generator).items()}
+            self.scores.append({"step": step, "variant": variant, **scores})
+            reported.update({f"eval_{name}_{variant}": value for name, value in scores.items()})
+            value = scores[self.select_by]
+            if self.best is None or value < self.best["score"]:
+                state = {key: tensor.detach().cpu().clone()
+                         for key, tensor in generator.state_dict().items()}
+                self.best = {"step": step, "variant": variant, "score": value, "state_dict": state}
+        log.info("step %d: %s; best so far: %s %s at step %d (%s %.5g)", step,
+                 ", ".join(f"{key} {value:.5g}" for key, value in reported.items()),
+                 self.best["variant"], "generator", self.best["step"], self.select_by,
+                 self.best["score"])
+        return reported
+
+    def state_dict(self) -> dict[str, Any]:
+        """For checkpoints: plain values and tensors only."""
+        return {"best": self.best, "scores": list(self.scores)}
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        if state:
+            self.best, self.scores = state["best"], list(state["scores"])

@@ -1,0 +1,45 @@
+"""Checks that run before any node: a run that cannot finish stops before it trains.
+
+- ``evaluation.inception_weights: official`` (or a path) must resolve to a usable file
+  when the run evaluates or scores during training; ``auto`` never blocks (it falls back
+  to the labelled stand-in).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+
+from atelier.core.metrics import resolve_inception_weights
+
+logger = logging.getLogger(__name__)
+
+# Nodes that need the Inception weights.
+_SCORING_NODES = {"evaluate_generator", "train_generator"}
+
+
+class PreflightHook:
+    """Refuse, before the first node, a run whose Inception weights cannot be had."""
+
+    def __init__(self) -> None:
+        self._params: dict[str, Any] = {}
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        self._params = context.params
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        if not _SCORING_NODES & {node.name for node in pipeline.nodes}:
+            return
+        setting = self._params.get("evaluation", {}).get("inception_weights", "auto")
+        if setting is None or setting == "auto":
+            return
+        weights = resolve_inception_weights(setting)  # raises with what to do
+        logger.info("Inception weights for this run: %s (%s).", weights.path,
+                    "official" if weights.is_official else "NOT the official file")
+
+
+
