@@ -23,18 +23,11 @@ _SCORING_NODES = {"evaluate_generator", "train_generator"}
 class PreflightHook:
     """Refuse, before the first node, a run whose Inception weights cannot be had."""
 
-    def __init__(self) -> None:
-        self._params: dict[str, Any] = {}
-
-    @hook_impl
-    def after_context_created(self, context) -> None:
-        self._params = context.params
-
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
         if not _SCORING_NODES & {node.name for node in pipeline.nodes}:
             return
-        setting = self._params.get("evaluation", {}).get("inception_weights", "auto")
+        setting = catalog.load("params:evaluation.inception_weights")
         if setting is None or setting == "auto":
             return
         weights = resolve_inception_weights(setting)  # raises with what to do

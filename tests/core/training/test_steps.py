@@ -88,3 +88,25 @@ def test_batches_see_every_image_once_per_epoch_and_resume_identically(tmp_path)
     again = batches.draw(4)
     assert torch.equal(real, again[0]) and torch.equal(z, again[2]) and labels is None
     assert real.shape == (8, 1, 32, 32) and -1 <= real.min() and real.max() <= 1
+
+
+def test_recalibrated_batchnorm_statistics_describe_the_current_weights():
+    from atelier.core.models import Generator
+    from atelier.core.training.steps import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    generator = Generator(32, 3, 16, 8).eval()
+    first_norm = next(m for m in generator.modules() if isinstance(m, nn.BatchNorm2d))
+    first_norm.running_mean.fill_(5.0)  # statistics that belong to other weights
+    recalibrate_batchnorm(generator, batches=4, batch_size=16, seed=3)
+    assert not generator.training and first_norm.momentum == 0.1  # mode and momentum restored
+    # The first layer's statistics are the mean of its pre-norm activations over the same
+    # seeded latents, as a plain average over the 4 batches.
+    stream = torch.Generator().manual_seed(3)
+    z = torch.cat([torch.randn(16, 16, generator=stream) for _ in range(4)])
+    with torch.no_grad():
+        activations = generator.main[0](z.view(64, 16, 1, 1))
+    assert torch.allclose(first_norm.running_mean, activations.mean((0, 2, 3)), atol=1e-5)
+    snapshot = {k: v.clone() for k, v in generator.state_dict().items()}
+    recalibrate_batchnorm(generator, batches=4, batch_size=16, seed=3)
+    assert all(torch.equal(v, generator.state_dict()[k]) for k, v in snapshot.items())

@@ -57,6 +57,7 @@ from atelier.core.training.steps import (
     generator_loss,
     optimizer_step,
     r1_penalty,
+    recalibrate_batchnorm,
 )
 
 log = logging.getLogger(__name__)
@@ -317,6 +318,7 @@ def _result(generator_ema: Generator, selection: ModelSelection, history: list[d
     """The best scored generator when model selection ran, else the last EMA generator."""
     generator = copy.deepcopy(generator_ema).cpu().to(memory_format=torch.contiguous_format)
     step, variant = last_step, "ema"
+    recalibrate_batchnorm(generator)  # statistics of the averaged weights, not the raw ones
     if selection.best is not None:
         generator.load_state_dict(selection.best["state_dict"])
         step, variant = selection.best["step"], selection.best["variant"]

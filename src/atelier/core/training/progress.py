@@ -18,6 +18,7 @@ from atelier.core.errors import TrainingDivergedError
 from atelier.core.generate import generate_images
 from atelier.core.models import Generator
 from atelier.core.training.config import TrainingConfig
+from atelier.core.training.steps import recalibrate_batchnorm
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +82,11 @@ class IntervalLosses:
 def samples(generator_ema: Generator, step: int, config: TrainingConfig, device: torch.device,
              num_classes: int) -> torch.Tensor | None:
     """EMA images from seeds ``0..num_sample_images-1`` at sample steps, else None
-    (conditional: classes in turn, ``seed % num_classes``)."""
+    (conditional: classes in turn, ``seed % num_classes``); the EMA's batch-norm
+    statistics are recomputed for its weights first."""
     if not (config.sample_every and step % config.sample_every == 0):
         return None
+    recalibrate_batchnorm(generator_ema)
     seeds = list(range(config.num_sample_images))
     labels = [seed % num_classes for seed in seeds] if num_classes else None
     return generate_images(generator_ema, seeds, device=device, labels=labels)

@@ -17,6 +17,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from atelier.core.training.steps import recalibrate_batchnorm
+
 log = logging.getLogger(__name__)
 
 VARIANTS = ("ema", "raw")
@@ -43,9 +45,12 @@ class ModelSelection:
     @torch.no_grad()
     def score(self, step: int, generators: dict[str, nn.Module]) -> dict[str, float]:
         """Score each generator (``{"ema": ..., "raw": ...}``); keep the best; return the
-        scores as ``eval_<metric>_<variant>`` metrics for the report."""
+        scores as ``eval_<metric>_<variant>`` metrics for the report. The EMA's batch-norm
+        statistics are recomputed for its averaged weights first."""
         reported = {}
         for variant, generator in generators.items():
+            if variant == "ema":
+                recalibrate_batchnorm(generator)
             scores = {name: float(value) for name, value in self.scorer(generator).items()}
             self.scores.append({"step": step, "variant": variant, **scores})
             reported.update({f"eval_{name}_{variant}": value for name, value in scores.items()})

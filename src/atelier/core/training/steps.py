@@ -6,7 +6,8 @@
   ``gamma / 2 * E[ ||grad_x D(x)||^2 ]`` on real images, applied lazily every ``r1_every``
   steps with its weight multiplied by ``r1_every`` (StyleGAN2's lazy regularisation).
 - EMA of the generator's weights with a horizon in images and a ramp-up proportional to
-  progress, as StyleGAN2-ADA's ``ema_kimg`` / ``ema_rampup``.
+  progress, as StyleGAN2-ADA's ``ema_kimg`` / ``ema_rampup``; its batch-norm statistics are
+  recomputed for the averaged weights (:func:`recalibrate_batchnorm`) before it is sampled.
 """
 
 from __future__ import annotations
@@ -60,16 +61,16 @@ class MovingAverage:
     The averaging horizon is set in images, not steps, so it means the same at any batch
     size: the weights of ``ema_kimg`` thousand images ago count half. With ``ema_rampup``
     the horizon is at most ``ema_rampup`` times the images seen so far, so a short run
-    does not average in its first, random weights. Batch-norm running statistics are
-    copied from ``source`` (they describe the activations of the current weights, which
-    the average follows closely at this horizon), as StyleGAN2-ADA copies buffers.
+    does not average in its first, random weights. Only the weights are averaged: the
+    source's batch-norm running statistics describe the source's weights, not the average
+    (copying them in cost 2 to 20 FID on real RGB images, benchmarks/README.md), so callers
+    :func:`recalibrate_batchnorm` the average before sampling it.
     """
 
     def __init__(self, average: nn.Module, source: nn.Module, ema_kimg: float,
                  ema_rampup: float, batch_size: int) -> None:
         self.ema_nimg, self.ema_rampup, self.batch_size = ema_kimg * 1000, ema_rampup, batch_size
         self.average_params, self.source_params = list(average.parameters()), list(source.parameters())
-        self.average_buffers, self.source_buffers = list(average.buffers()), list(source.buffers())
 
     def beta(self, images_seen: int) -> float:
         """The decay after ``images_seen`` images: ``0.5 ** (batch_size / horizon)``."""
@@ -81,5 +82,37 @@ class MovingAverage:
     @torch.no_grad()
     def update(self, images_seen: int) -> None:
         torch._foreach_lerp_(self.average_params, self.source_params, 1 - self.beta(images_seen))
-        if self.average_buffers:
-            torch._foreach_copy_(self.average_buffers, self.source_buffers)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(generator: nn.Module, batches: int = 32, batch_size: int = 64,
+                          seed: int = 0) -> None:
+    """Recompute ``generator``'s batch-norm running statistics for its current weights.
+
+    The statistics are reset and averaged over ``batches`` batches of seeded latents (and,
+    for a conditional generator, classes) in train mode, with ``momentum=None`` (a plain
+    cumulative average), as for a weight-averaged network (Izmailov et al. 2018, SWA's
+    ``update_bn``). Deterministic for a seed; the module's mode is restored.
+    """
+    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    was_training = generator.training
+    generator.train()
+    device = next(generator.parameters()).device
+    stream = torch.Generator().manual_seed(seed)
+    num_classes = getattr(generator, "num_classes", 0)
+    try:
+        for _ in range(batches):
+            z = torch.randn(batch_size, generator.latent_dim, generator=stream).to(device)
+            labels = (torch.randint(num_classes, (batch_size,), generator=stream).to(device)
+                      if num_classes else None)
+            generator(z, labels)
+    finally:
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+        generator.train(was_training)

@@ -1,0 +1,23 @@
+"""Checks before any node runs: Inception weights that cannot be had stop the run up front."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import run_kedro, test_env, tiny_params
+
+
+@pytest.mark.slow
+def test_missing_configured_weights_stop_the_run_before_any_node(kedro_project, tmp_path):
+    missing = tmp_path / "nowhere" / "pt_inception.pth"
+    env = test_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                   TORCH_HOME=str(tmp_path / "empty_torch_home"))
+    result = run_kedro(kedro_project, "run", "--pipeline=train",
+                       f"--params={tiny_params(**{'evaluation.inception_weights': str(missing)})}",
+                       env=env, check=False)
+    output = result.stdout + result.stderr
+    squashed = "".join(output.split())  # Kedro's rich console wraps long lines
+    assert result.returncode != 0
+    assert "InceptionWeightsNotFoundError" in squashed and str(missing) in squashed
+    assert "evaluation.inception_weights" in squashed  # says what to change
+    assert "Running node" not in output  # nothing ran: no ingestion, no training
+    assert not any((kedro_project / "data/02_intermediate").iterdir())
