@@ -16,6 +16,8 @@ from torch import nn
 from torchvision.transforms.functional import to_pil_image
 from torchvision.utils import make_grid
 
+from atelier.core.models import GeneratorCheckpoint
+
 
 def latent_vectors(
     seeds: Sequence[int], latent_dim: int, truncation: float | Sequence[float] | None = None
@@ -113,3 +115,26 @@ def generate_batches(generator: nn.Module, seeds: Sequence[int], batch_size: int
         part = slice(start, start + batch_size)
         yield generate_images(generator, seeds[part], batch_size=batch_size, device=device,
                               labels=None if labels is None else labels[part])
+
+
+def draw_sample_grid(generator: nn.Module, seeds: Sequence[int],
+                     device: str | torch.device | None = None) -> Image.Image:
+    """A grid of samples to look at. Unconditional: one image per seed, about sqrt(N)
+    columns. Class-conditional: one row per class, in class order, each row the first
+    ``ceil(len(seeds) / num_classes)`` seeds with that class, so each column shares one
+    latent and shows what the class alone changes."""
+    num_classes = getattr(generator, "num_classes", 0)
+    if not num_classes:
+        return image_grid(generate_images(generator, seeds, device=device))
+    row_seeds = list(seeds)[: math.ceil(len(seeds) / num_classes)]
+    labels = [label for label in range(num_classes) for _ in row_seeds]
+    images = generate_images(generator, row_seeds * num_classes, device=device, labels=labels)
+    return image_grid(images, columns=len(row_seeds))
+
+
+def class_names_of(checkpoint: GeneratorCheckpoint) -> tuple[str, ...]:
+    """The names of a generator's classes (label ``i`` is name ``i``): the checkpoint's
+    ``class_names``, else, for a conditional generator trained without names, ``"0"``,
+    ``"1"``, ...; empty for an unconditional one."""
+    num_classes = int(checkpoint.config.get("num_classes", 0))
+    return checkpoint.class_names or tuple(str(index) for index in range(num_classes))

@@ -5,7 +5,16 @@ forms that ``mlflow models serve`` accepts) with columns
 
 - ``seed`` (int, required): one image per row; the same seed always gives the same image;
 - ``truncation`` (float, optional): truncation-trick threshold for that row's latent vector
-  (components with ``|z| > truncation`` are redrawn); missing, null or <= 0 disables it.
+  (components with ``|z| > truncation`` are redrawn); missing, null or <= 0 disables it;
+- ``label`` (string, optional; class-conditional generators only): the class of that row's
+  image, by name: one of the checkpoint's ``class_names`` (the top-level folders the
+  training images came from, e.g. ``"7"`` for the digits), or ``"0"``, ``"1"``, ... for a
+  generator trained without names. Names, not indices: a value is matched by its text, and
+  an unknown one is refused with the list of known classes. A missing column or a null
+  value gives class ``seed % num_classes`` (the classes cycle over consecutive seeds, as in
+  the pipeline's sample grids and evaluation). A label for an unconditional generator is
+  refused (its signature has no ``label`` column, so ``mlflow models serve`` drops one
+  with a warning before it reaches the model).
 
 Output: a ``numpy.uint8`` array of shape ``(rows, height, width, channels)`` (HWC, the
 layout PIL and most image tools expect; ``channels`` is 1 for grayscale or 3 for RGB).
@@ -26,8 +35,8 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from atelier.core.generate import generate_images
-from atelier.core.models import load_generator
+from atelier.core.generate import class_names_of, generate_images
+from atelier.core.models import GeneratorCheckpoint, load_generator
 
 GENERATOR_ARTIFACT = "generator"
 
@@ -35,10 +44,33 @@ GENERATOR_ARTIFACT = "generator"
 def _truncation_values(model_input: pd.DataFrame) -> list[float | None] | None:
     if "truncation" not in model_input.columns:
         return None
-    values = []
-    for value in model_input["truncation"].tolist():
-        values.append(None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value))
-    return values
+    return [None if _is_missing(value) else float(value)
+            for value in model_input["truncation"].tolist()]
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+
+
+def class_labels(model_input: pd.DataFrame, seeds: list[int],
+                 class_names: tuple[str, ...]) -> list[int] | None:
+    """The class index of each row: its ``label`` looked up by name in ``class_names``, or
+    ``seed % num_classes`` where there is none; None for an unconditional generator (which
+    refuses labels)."""
+    given = model_input["label"].tolist() if "label" in model_input.columns else [None] * len(seeds)
+    if not class_names:
+        if any(not _is_missing(value) for value in given):
+            raise ValueError("This generator is unconditional: it takes no 'label'. Drop the "
+                             "'label' column, or serve a model trained with "
+                             "training.conditional=true.")
+        return None
+    index = {name: i for i, name in enumerate(class_names)}
+    unknown = sorted({str(value) for value in given if not _is_missing(value)} - set(index))
+    if unknown:
+        raise ValueError(f"Unknown label(s) {unknown}: this generator knows the classes "
+                         f"{list(class_names)} (give the class name as a string).")
+    return [int(seed) % len(class_names) if _is_missing(value) else index[str(value)]
+            for seed, value in zip(seeds, given, strict=True)]
 
 
 class GeneratorModel(mlflow.pyfunc.PythonModel):
@@ -46,7 +78,9 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context) -> None:
         device = (context.model_config or {}).get("device", "cpu")
-        self.generator = load_generator(context.artifacts[GENERATOR_ARTIFACT], device)
+        checkpoint = GeneratorCheckpoint.load(context.artifacts[GENERATOR_ARTIFACT])
+        self.generator = load_generator(checkpoint, device)
+        self.class_names = class_names_of(checkpoint)
         self.device = device
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
@@ -59,6 +93,7 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
             )
         seeds = [int(seed) for seed in model_input["seed"].tolist()]
         images = generate_images(
-            self.generator, seeds, truncation=_truncation_values(model_input), device=self.device
+            self.generator, seeds, truncation=_truncation_values(model_input), device=self.device,
+            labels=class_labels(model_input, seeds, self.class_names),
         )
         return images.permute(0, 2, 3, 1).cpu().numpy()

@@ -25,6 +25,7 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema, TensorSpec
 
+from atelier.core.generate import class_names_of
 from atelier.core.metrics import SCORE_NAMES
 from atelier.core.models import GeneratorCheckpoint
 from atelier.tracking.hooks import lineage_tags
@@ -35,10 +36,15 @@ logger = logging.getLogger(__name__)
 
 
 def generator_signature(config: dict) -> ModelSignature:
-    """Input: ``seed`` (long, required), ``truncation`` (double, optional); output: uint8
-    images ``(rows, height, width, channels)``."""
+    """Input: ``seed`` (long, required), ``truncation`` (double, optional) and ``label``
+    (string, optional: a class name of a class-conditional generator; declared for every
+    model, so that a label sent to an unconditional one reaches it and is refused with a
+    clear message instead of being dropped by MLflow's schema check); output: uint8 images
+    ``(rows, height, width, channels)``."""
+    columns = [ColSpec("long", "seed"), ColSpec("double", "truncation", required=False),
+               ColSpec("string", "label", required=False)]
     return ModelSignature(
-        inputs=Schema([ColSpec("long", "seed"), ColSpec("double", "truncation", required=False)]),
+        inputs=Schema(columns),
         outputs=Schema([TensorSpec(np.dtype(np.uint8),
                                    (-1, config["resolution"], config["resolution"], config["channels"]))]),
     )
@@ -48,10 +54,14 @@ def log_generator_model(generator: GeneratorCheckpoint, model_name: str):
     """Log ``generator`` to the active run as a pyfunc model.
 
     The model is registered as a new version of ``model_name``, with its signature and an
-    input example. Returns MLflow's ``ModelInfo``.
+    input example (with a ``label`` column of class names for a conditional generator).
+    Returns MLflow's ``ModelInfo``.
     """
     example = pd.DataFrame({"seed": np.array([0, 1, 2], dtype=np.int64),
                             "truncation": np.array([0.0, 0.0, 1.5])})
+    class_names = class_names_of(generator)
+    if class_names:
+        example["label"] = [class_names[0], class_names[-1], class_names[0]]
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / f"{GENERATOR_ARTIFACT}.pt"
         generator.save(weights)

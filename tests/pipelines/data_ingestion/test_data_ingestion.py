@@ -60,6 +60,10 @@ def test_digits_plus_every_bad_kind_gives_one_row_per_file(ingested):
     assert rows.loc["modes/gray16.png", "mode"] == "I;16"
     assert (rows.loc["exif/rotated.jpg", "width"], rows.loc["exif/rotated.jpg", "height"]) == (64, 48)
     assert (rows.loc["0/0000.png", "width"], rows.loc["0/0000.png", "mode"]) == (64, "L")
+    digits = manifest[manifest["path"].str.match(r"\d/")]
+    assert (digits["label"] == digits["path"].str[0]).all()  # the class folder, "0" to "9"
+    assert sorted(set(digits["label"])) == list("0123456789")
+    assert rows.loc["exif/rotated.jpg", "label"] == "exif"
 
     report = (project / "data/08_reporting/rejected_files.md").read_text()
     for path, status in expected.items():
@@ -139,9 +143,31 @@ def test_manifest_and_report_nodes(tmp_path):
     assert list(manifest.columns) == MANIFEST_COLUMNS
     assert dict(zip(manifest["path"], manifest["status"], strict=True)) == expected
     assert manifest["width"].dtype == "Int64" and manifest.loc[0, "sha256"]
+    assert dict(zip(manifest["path"], manifest["label"], strict=True)) == {
+        path: path.split("/")[0] for path in expected}
     report = report_rejections(inspected, "data/01_raw/images")
     assert report.startswith("# Rejected files\n\nSource: `data/01_raw/images`. 24 files: 14 ok, 10 rejected.")
     assert "| corrupt | 3 |" in report
     assert "| bad/truncated_end.png | corrupt | does not decode: truncated PNG file (no IEND chunk) |" in report
     clean = report_rejections(inspected[inspected["status"] == "ok"], "x")
     assert clean.endswith("No file was rejected.\n")
+
+
+def test_label_is_the_top_level_folder_or_empty_at_the_root(tmp_path):
+    source = tmp_path / "in"
+    files = ("cat/1.png", "cat/kittens/2.png", "dog/3.png", "loose.png", "dog/bad.png")
+    for size, relative in enumerate(files, start=40):  # sizes differ: no duplicates
+        (source / relative).parent.mkdir(parents=True, exist_ok=True)
+        (source / relative).write_bytes(encode(gradient(size, size)) if "bad" not in relative
+                                        else b"not an image")
+    inspected = inspect_source(ingestion_params(source, tmp_path), RESOLUTION, 1)
+    manifest = build_manifest(inspected)
+    assert list(manifest.columns) == MANIFEST_COLUMNS and MANIFEST_COLUMNS[-1] == "label"
+    assert manifest[["path", "label", "status"]].values.tolist() == [
+        ["cat/1.png", "cat", "ok"],
+        ["cat/kittens/2.png", "cat", "ok"],  # the top-level folder, not the nearest one
+        ["dog/3.png", "dog", "ok"],
+        ["dog/bad.png", "dog", "not_an_image"],  # rejected files keep their class too
+        ["loose.png", "", "ok"],  # directly in the root: no class
+    ]
+    assert inspected.set_index("path").loc["cat/kittens/2.png", "label"] == "cat"

@@ -59,6 +59,7 @@ def test_evaluation_writes_metrics_and_grids_and_reuses_reference_statistics(
     for key in ("fid", "inception_score", "inception_score_std", "kid", "kid_std"):
         assert math.isfinite(metrics[key]), key
     assert metrics["fid"] > 0 and metrics["inception_score"] >= 1.0
+    assert "per_class" not in metrics  # unconditional generator
     assert len(list((kedro_project / "data/04_feature").glob("reference-*.npz"))) == 1
 
     for name in ("generated_samples.png", "real_samples.png"):

@@ -43,6 +43,10 @@ def test_digits_at_32_and_split_is_stable_when_images_are_added(
     # The pixels are the digit: 0000.png is a zero, dark in the middle, inked around it.
     zero = first["images"][0, 0].float()
     assert zero[12:20, 12:20].mean() < 60 and zero[4:28, 4:28].max() > 200
+    # Each digit's class is its folder: class_names "0".."9", labels index them.
+    assert first["class_names"] == list("0123456789")
+    assert first["labels"].dtype == torch.int64 and first["labels"].shape == (1797,)
+    assert [first["class_names"][i] for i in first["labels"]] == [p[0] for p in first["paths"]]
 
     # Add 200 new images (mirrored digits: new content) between the old ones in path
     # order, and ingest + preprocess again (in-process: same nodes, faster than kedro).
@@ -96,6 +100,31 @@ def test_only_ok_rows_in_path_order_with_the_requested_channels(cases, channels)
     assert result["data_hash"] == lineage_of(manifest)["data_hash"]
     rgba = result["images"][result["paths"].index("modes/rgba.png")]
     assert torch.all(rgba == 255)  # transparent -> white
+    # Classes of the ok rows only, sorted (zz_copies/ holds only a rejected duplicate).
+    assert result["class_names"] == ["anim", "dup", "exif", "modes"]
+    assert result["labels"].dtype == torch.int64
+    assert [result["class_names"][i] for i in result["labels"]] == [
+        path.split("/")[0] for path in result["paths"]]
+
+
+def test_images_outside_class_folders_get_the_empty_class(tmp_path):
+    folder = tmp_path / "in"
+    for index, relative in enumerate(["b/1.png", "a/2.png", "3.png", "b/c/4.png"]):
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((40, 40), index * 60, np.uint8)).save(folder / relative)
+    ingestion = {**INGESTION, "source": str(folder), "extract_dir": str(tmp_path / "x")}
+    manifest = build_manifest(inspect_source(ingestion, RESOLUTION, 1))
+    result = preprocess_images(manifest, lineage_of(manifest), ingestion, preprocessing_params())
+    assert result["paths"] == ["3.png", "a/2.png", "b/1.png", "b/c/4.png"]
+    assert result["class_names"] == ["", "a", "b"]
+    assert result["labels"].tolist() == [0, 1, 2, 2]
+
+
+def test_manifest_without_labels_asks_for_a_new_ingestion(cases):
+    manifest, ingestion = cases
+    old = manifest.drop(columns="label")
+    with pytest.raises(DataSourceError, match="no 'label' column.*pipeline=data_ingestion"):
+        preprocess_images(old, lineage_of(old), ingestion, preprocessing_params())
 
 
 def test_manifest_built_for_a_lower_resolution_is_refused(cases):

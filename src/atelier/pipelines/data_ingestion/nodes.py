@@ -14,7 +14,9 @@ from atelier.errors import DataSourceError
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_COLUMNS = ["path", "sha256", "bytes", "width", "height", "mode", "status"]
+# ``label``: the file's class, its top-level folder under the image root ("" for a file
+# directly in the root); class-conditional training reads it (training.conditional).
+MANIFEST_COLUMNS = ["path", "sha256", "bytes", "width", "height", "mode", "status", "label"]
 
 _HOW_TO_FIX = (
     "Run 'kedro run --pipeline=sample_data' for the bundled sample, or set "
@@ -36,7 +38,8 @@ def inspect_source(ingestion: dict, resolution: int, workers: int | None) -> pd.
 
     Returns:
         One row per file, in path order: the manifest columns plus ``detail`` (why a file
-        was rejected, in words).
+        was rejected, in words). ``label`` is the file's top-level folder under the image
+        root (``a/b/c.png`` -> ``a``), or ``""`` for a file directly in the root.
 
     Raises:
         DataSourceError: The source is missing, holds no files, or holds nothing that is
@@ -65,8 +68,16 @@ def inspect_source(ingestion: dict, resolution: int, workers: int | None) -> pd.
         held = f" (it holds {len(inspections)} files, none of them an image)" if inspections else ""
         raise DataSourceError(f"No images found under {source}{held}. {_HOW_TO_FIX}")
     table = pd.DataFrame([asdict(found) for found in inspections])
+    table["label"] = [class_of(path) for path in table["path"]]
     # Nullable integers: rejected files have no size, and parquet keeps the type either way.
     return table.astype({"bytes": "int64", "width": "Int64", "height": "Int64"})
+
+
+def class_of(path: str) -> str:
+    """The class of the file at ``path`` (POSIX, relative to the image root): its top-level
+    folder, or ``""`` for a file directly in the root."""
+    folder, separator, _ = path.partition("/")
+    return folder if separator else ""
 
 
 def build_manifest(inspected_files: pd.DataFrame) -> pd.DataFrame:

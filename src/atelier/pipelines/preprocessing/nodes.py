@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import pandas as pd
+import torch
 
 from atelier.core import images
 from atelier.errors import DataSourceError
@@ -26,12 +27,17 @@ def preprocess_images(manifest: pd.DataFrame, lineage: dict, ingestion: dict,
 
     Returns:
         ``{"images": uint8 N x C x H x W, "sha256": [...], "paths": [...], "is_val": bool N,
-        "resolution": int, "channels": int, "data_hash": str}``. ``is_val`` depends on
-        each image's bytes only; ``data_hash`` is the dataset's identity (the lineage's).
+        "labels": int64 N, "class_names": [...], "resolution": int, "channels": int,
+        "data_hash": str}``. ``is_val`` depends on each image's bytes only; ``data_hash``
+        is the dataset's identity (the lineage's). ``class_names`` are the distinct
+        manifest labels of the images, sorted (``""`` for images directly in the source
+        folder), and ``labels[i]`` indexes image ``i``'s class in them; only
+        class-conditional training uses them.
 
     Raises:
         DataSourceError: No usable image, images smaller than the resolution the manifest
-            was not built for, or files that changed since ingestion.
+            was not built for, files that changed since ingestion, or a manifest without
+            a ``label`` column (written before labels existed).
     """
     resolution, channels = int(preprocessing["resolution"]), int(preprocessing["channels"])
     kept = manifest[manifest["status"] == "ok"].sort_values("path")
@@ -49,6 +55,11 @@ def preprocess_images(manifest: pd.DataFrame, lineage: dict, ingestion: dict,
             f"'kedro run --pipelines=data_ingestion,preprocessing' with the same "
             "preprocessing.resolution, or set ingestion.allow_upscale."
         )
+    if "label" not in kept.columns:
+        raise DataSourceError(
+            "The manifest has no 'label' column (it was written by an older version). Run "
+            "'kedro run --pipeline=data_ingestion' again first."
+        )
     paths = kept["path"].tolist()
     tensor, sha256s = images.load_training_images(
         images.image_root(ingestion["source"], ingestion["extract_dir"]),
@@ -64,6 +75,9 @@ def preprocess_images(manifest: pd.DataFrame, lineage: dict, ingestion: dict,
             "Run 'kedro run --pipeline=data_ingestion' again first."
         )
     is_val = images.assign_validation(sha256s, float(preprocessing["val_fraction"]))
+    class_names = sorted(set(kept["label"]))
+    index = {name: i for i, name in enumerate(class_names)}
+    labels = torch.tensor([index[name] for name in kept["label"]], dtype=torch.int64)
     logger.info("Preprocessed %d images to %dx%d, %d channel(s); %d held out for validation.",
                 len(paths), resolution, resolution, channels, int(is_val.sum()))
     return {
@@ -71,6 +85,8 @@ def preprocess_images(manifest: pd.DataFrame, lineage: dict, ingestion: dict,
         "sha256": sha256s,
         "paths": paths,
         "is_val": is_val,
+        "labels": labels,
+        "class_names": class_names,
         "resolution": resolution,
         "channels": channels,
         "data_hash": lineage["data_hash"],

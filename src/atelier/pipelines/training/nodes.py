@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image
 
-from atelier.core.generate import cycled_labels, generate_images, image_grid
+from atelier.core.generate import draw_sample_grid
 from atelier.core.metrics import GeneratorScorer
 from atelier.core.models import GeneratorCheckpoint
 from atelier.core.training import Report, TrainingConfig, launch_training
@@ -39,11 +39,19 @@ def train_generator(primary_images: dict, training: dict, evaluation: dict,
 
     Returns:
         The selected ``generator`` (a :class:`~atelier.core.models.GeneratorCheckpoint`
-        recording its step and variant), a grid of its samples from seeds
-        ``0..num_sample_images-1``, and the loss history (step, loss_d, loss_g,
-        images_per_sec).
+        recording its step and variant, and for conditional training its ``class_names``),
+        a grid of its samples from seeds ``0..num_sample_images-1`` (one row per class for
+        a conditional generator, see :func:`~atelier.core.generate.draw_sample_grid`), and
+        the loss history (step, loss_d, loss_g, images_per_sec).
+
+    Raises:
+        ValueError: ``training.conditional`` is true but the images do not form at least
+            two classes, some images are in no class folder, or a class has no training
+            image.
     """
     config = TrainingConfig.from_params(training)
+    if config.conditional:
+        check_classes(primary_images)
     train_rows = ~primary_images["is_val"]
     labels = primary_images.get("labels")
     scorer = GeneratorScorer.from_evaluation_params(
@@ -53,12 +61,42 @@ def train_generator(primary_images: dict, training: dict, evaluation: dict,
         primary_images["images"][train_rows], config, data_hash=primary_images["data_hash"],
         report=training_reporter, labels=None if labels is None else labels[train_rows],
         scorer=scorer)
-    seeds = range(config.num_sample_images)
-    samples = generate_images(result.generator, seeds, labels=cycled_labels(result.generator, seeds))
+    grid = draw_sample_grid(result.generator, range(config.num_sample_images))
     class_names = tuple(primary_images.get("class_names", ())) if config.conditional else ()
     checkpoint = dataclasses.replace(result.checkpoint, class_names=class_names)
     history = pd.DataFrame(result.history, columns=["step", "loss_d", "loss_g", "images_per_sec"])
-    return checkpoint, image_grid(samples), history
+    return checkpoint, grid, history
+
+
+def check_classes(primary_images: dict) -> None:
+    """Refuse class-conditional training on images that do not form classes: fewer than two
+    class folders, images directly in the source folder (no class), or a class whose images
+    are all in the validation split."""
+    if "labels" not in primary_images:
+        raise ValueError("training.conditional is true but primary_images has no class labels "
+                         "(it was written by an older version): run 'kedro run "
+                         "--pipelines=data_ingestion,preprocessing' again first.")
+    names, labels = list(primary_images["class_names"]), primary_images["labels"]
+    if "" in names:
+        unfiled = [path for path, label in zip(primary_images["paths"], labels.tolist(), strict=True)
+                   if names[label] == ""]
+        shown = ", ".join(unfiled[:5]) + (f" and {len(unfiled) - 5} more" if len(unfiled) > 5 else "")
+        raise ValueError(
+            f"training.conditional is true but {len(unfiled)} images are directly in the source "
+            f"folder, in no class folder: {shown}. A class is an image's top-level folder under "
+            "ingestion.source: move each image into a folder named after its class (e.g. "
+            "<source>/cat/1.png), or set training.conditional=false.")
+    if len(names) < 2:
+        raise ValueError(
+            f"training.conditional needs at least two classes (top-level folders under "
+            f"ingestion.source), found {len(names)}: {names}. Add a folder per class, or set "
+            "training.conditional=false.")
+    trained = set(labels[~primary_images["is_val"]].tolist())
+    missing = [name for index, name in enumerate(names) if index not in trained]
+    if missing:
+        raise ValueError(
+            f"The classes {missing} have no training image (all their images are in the "
+            "validation split): add images to them, or lower preprocessing.val_fraction.")
 
 
 def plot_loss_curve(loss_history: pd.DataFrame) -> Figure:
