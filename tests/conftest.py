@@ -7,10 +7,12 @@ virtual environment), so tests never touch the working tree's ``data/``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -119,6 +121,50 @@ def wait_for_http(url: str, process: subprocess.Popen, log_path: Path, what: str
             time.sleep(0.3)
 
 
+def post_json(url: str, payload: dict) -> dict:
+    """POST ``payload`` as JSON to ``url`` and return the JSON answer."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM a server started with ``start_new_session=True`` (SIGKILL after 20 s)."""
+    import signal
+
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@contextlib.contextmanager
+def served_model(model_uri: str, tracking_uri: str, folder: Path) -> Iterator[str]:
+    """``mlflow models serve -m model_uri`` on 127.0.0.1 (the venv's environment); yields
+    its ``/invocations`` URL and stops it afterwards."""
+    require_slow_marker("`mlflow models serve`")
+    port = _free_port()
+    with open(folder / "serve.log", "w") as log:
+        server = subprocess.Popen(
+            [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
+             "--host", "127.0.0.1", "--port", str(port)],
+            cwd=folder, env=test_env(MLFLOW_TRACKING_URI=tracking_uri), stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        try:
+            wait_for_http(f"http://127.0.0.1:{port}/ping", server, folder / "serve.log",
+                          "mlflow models serve")
+            yield f"http://127.0.0.1:{port}/invocations"
+        finally:
+            stop_process_group(server)
+
+
 # The one tiny parameter set of the suite: a complete `kedro run --pipeline=train` with
 # narrow networks, few steps, FID at 64 dims on 20 samples. For tests about plumbing (DVC,
 # reproduce, retraining, tracking), not quality. Tests change single keys with overrides.
@@ -163,15 +209,7 @@ def mlflow_server(tmp_path: Path):
         wait_for_http(f"{url}/health", process, root / "server.log", "mlflow server")
         yield url
     finally:
-        import os
-        import signal
-
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process_group(process)
         log.close()
 
 

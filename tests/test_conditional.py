@@ -4,10 +4,7 @@ trained by ``kedro run --pipeline=train``, registered, and served with a ``label
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
 import urllib.error
 import urllib.request
 
@@ -17,13 +14,12 @@ import pandas as pd
 import pytest
 import torch
 from conftest import (
-    BIN,
-    _free_port,
     make_project_copy,
+    post_json,
     run_kedro,
+    served_model,
     test_env,
     tiny_params,
-    wait_for_http,
 )
 from mlflow.tracking import MlflowClient
 from PIL import Image
@@ -61,36 +57,6 @@ def test_conditional_training_needs_two_classes_each_with_training_images():
     with pytest.raises(ValueError, match="no class labels .*data_ingestion,preprocessing"):
         check_classes({"images": torch.zeros(1), "is_val": torch.tensor([False])})
     check_classes(_primary(["a/1.png", "b/2.png", "b/3.png"], [False, False, True]))  # fine
-
-
-def _post(url: str, payload: dict) -> dict:
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
-
-
-def _serve(model_uri: str, tracking_uri: str, folder) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    log = open(folder / "serve.log", "w")  # noqa: SIM115 - the server keeps it open
-    server = subprocess.Popen(
-        [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
-         "--host", "127.0.0.1", "--port", str(port)],
-        cwd=folder, env=test_env(MLFLOW_TRACKING_URI=tracking_uri), stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    wait_for_http(f"http://127.0.0.1:{port}/ping", server, folder / "serve.log",
-                  "mlflow models serve")
-    return server, f"http://127.0.0.1:{port}/invocations"
-
-
-def _stop(server: subprocess.Popen) -> None:
-    os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
 
 
 @pytest.mark.slow
@@ -132,9 +98,8 @@ def test_conditional_digits_train_register_and_serve_by_label(
     assert registered.class_names == tuple(DIGITS) and registered.config["num_classes"] == 10
     assert "label" in signature.inputs.input_names()
 
-    server, url = _serve("models:/atelier-generator/1", uri, tmp_path)
-    try:
-        answer = _post(url, {"dataframe_split": {"columns": ["seed", "label"],
+    with served_model("models:/atelier-generator/1", uri, tmp_path) as url:
+        answer = post_json(url, {"dataframe_split": {"columns": ["seed", "label"],
                                                  "data": [[7, "3"], [7, "8"], [7, "3"]]}})
         served = np.asarray(answer["predictions"], dtype=np.uint8)
         assert served.shape == (3, 32, 32, 1)
@@ -142,9 +107,7 @@ def test_conditional_digits_train_register_and_serve_by_label(
         assert np.array_equal(served[0], served[2])  # same seed and label
 
         with pytest.raises(urllib.error.HTTPError) as refused:
-            _post(url, {"dataframe_records": [{"seed": 7, "label": "cat"}]})
+            post_json(url, {"dataframe_records": [{"seed": 7, "label": "cat"}]})
         assert refused.value.code == 400
         body = refused.value.read().decode()
         assert "Unknown label(s) ['cat']" in body and str(DIGITS) in body, body[-3000:]
-    finally:
-        _stop(server)

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import urllib.request
-
 import mlflow
 import numpy as np
 import pytest
 import torch
-from conftest import BIN, _free_port, test_env, wait_for_http
+from conftest import post_json, served_model
 from mlflow.tracking import MlflowClient
 
 from atelier.core.generate import generate_images
@@ -20,13 +14,6 @@ from atelier.core.models import GeneratorCheckpoint, build_generator
 from atelier.tracking.registry import CHAMPION, log_generator_model
 
 CONFIG = {"resolution": 32, "channels": 1, "latent_dim": 16, "g_width": 8}
-
-
-def _post(url: str, payload: dict) -> dict:
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
 
 
 @pytest.mark.slow
@@ -42,19 +29,8 @@ def test_served_champion_answers_seeds_with_images(tmp_path):
     MlflowClient(uri).set_registered_model_alias("atelier-generator", CHAMPION,
                                                  str(info.registered_model_version))
 
-    port = _free_port()
-    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(
-        [str(BIN / "mlflow"), "models", "serve", "-m", "models:/atelier-generator@champion",
-         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp_path, env=test_env(MLFLOW_TRACKING_URI=uri), stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/ping", server, tmp_path / "serve.log",
-                      "mlflow models serve")
-        answer = _post(f"http://127.0.0.1:{port}/invocations",
-                       {"dataframe_split": {"columns": ["seed"], "data": [[7], [8], [7]]}})
+    with served_model("models:/atelier-generator@champion", uri, tmp_path) as url:
+        answer = post_json(url, {"dataframe_split": {"columns": ["seed"], "data": [[7], [8], [7]]}})
         images = np.asarray(answer["predictions"], dtype=np.uint8)
         assert images.shape == (3, 32, 32, 1)  # rows x H x W x C
         assert np.array_equal(images[0], images[2])  # same seed, same image
@@ -63,14 +39,5 @@ def test_served_champion_answers_seeds_with_images(tmp_path):
         expected = generate_images(generator, [7, 8]).permute(0, 2, 3, 1).numpy()
         assert np.array_equal(images[:2], expected)
 
-        truncated = _post(f"http://127.0.0.1:{port}/invocations", {"dataframe_records": [
-            {"seed": 7, "truncation": 0.5}]})
+        truncated = post_json(url, {"dataframe_records": [{"seed": 7, "truncation": 0.5}]})
         assert np.asarray(truncated["predictions"]).shape == (1, 32, 32, 1)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()

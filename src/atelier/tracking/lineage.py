@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kedro.io import AbstractDataset
 
 from atelier.core.storage import file_sha256
+from atelier.tracking.readonly import ReadOnlyDataset
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def dvc_versions(project_path: str | Path) -> dict[str, str]:
     return versions
 
 
-class SourceVersionDataset(AbstractDataset[None, dict]):
+class SourceVersionDataset(ReadOnlyDataset[dict]):
     """Read-only: the code and data versions of the project checkout, read at load time.
 
     ``load()`` returns ``{"git_commit": str | None, "git_dirty": bool | None,
@@ -101,17 +101,14 @@ class SourceVersionDataset(AbstractDataset[None, dict]):
     """
 
     def __init__(self, project_path: str = ".", metadata: dict[str, Any] | None = None) -> None:
+        super().__init__(metadata)
         self._project_path = Path(project_path)
-        self.metadata = metadata
 
     def load(self) -> dict:
         state = git_state(self._project_path)
         return {"git_commit": state.commit if state else None,
                 "git_dirty": state.dirty if state else None,
                 "dvc_versions": dvc_versions(self._project_path)}
-
-    def save(self, data: None) -> None:
-        raise NotImplementedError("source_version is read from git and DVC; it is not written.")
 
     def _describe(self) -> dict[str, Any]:
         return {"project_path": str(self._project_path)}

@@ -13,13 +13,11 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
 import torch
-from kedro.io import AbstractDataset
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
@@ -31,6 +29,7 @@ from atelier.core.models import GeneratorCheckpoint
 from atelier.tracking.hooks import lineage_tags
 from atelier.tracking.model import GENERATOR_ARTIFACT, GeneratorModel
 from atelier.tracking.promotion import CHAMPION, Rescore, decision_record, promote_if_better
+from atelier.tracking.readonly import ReadOnlyDataset
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +173,7 @@ class ModelRegistry:
         return RegisteredGenerator(str(version), generator)
 
 
-class ModelRegistryDataset(AbstractDataset[None, ModelRegistry]):
+class ModelRegistryDataset(ReadOnlyDataset[ModelRegistry]):
     """Read-only: the MLflow model registry, as a :class:`ModelRegistry`.
 
     Example catalog entry::
@@ -183,14 +182,5 @@ class ModelRegistryDataset(AbstractDataset[None, ModelRegistry]):
           type: atelier.tracking.ModelRegistryDataset
     """
 
-    def __init__(self, metadata: dict[str, Any] | None = None) -> None:
-        self.metadata = metadata
-
     def load(self) -> ModelRegistry:
         return ModelRegistry()
-
-    def save(self, data: None) -> None:
-        raise NotImplementedError("model_registry is read-only; registration writes versions.")
-
-    def _describe(self) -> dict[str, Any]:
-        return {}

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import mlflow
 import torch
-from kedro.io import AbstractDataset
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from atelier.core.generate import image_grid
+from atelier.tracking.readonly import ReadOnlyDataset
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ class TrainingReporter:
             self._client.log_image(self.run_id, image_grid(samples), key="training_samples", step=step)
 
 
-class TrainingReporterDataset(AbstractDataset[None, TrainingReporter]):
+class TrainingReporterDataset(ReadOnlyDataset[TrainingReporter]):
     """Read-only: a :class:`TrainingReporter` for the MLflow run active when it is loaded.
 
     Example catalog entry::
@@ -60,14 +59,5 @@ class TrainingReporterDataset(AbstractDataset[None, TrainingReporter]):
           type: atelier.tracking.TrainingReporterDataset
     """
 
-    def __init__(self, metadata: dict[str, Any] | None = None) -> None:
-        self.metadata = metadata
-
     def load(self) -> TrainingReporter:
         return TrainingReporter()
-
-    def save(self, data: None) -> None:
-        raise NotImplementedError("training_reporter is an input only.")
-
-    def _describe(self) -> dict[str, Any]:
-        return {}
