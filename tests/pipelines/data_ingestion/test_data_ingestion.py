@@ -7,7 +7,8 @@ import zipfile
 
 import pandas as pd
 import pytest
-from conftest import make_project_copy, run_kedro
+import yaml
+from conftest import PROJECT_ROOT, make_project_copy, run_kedro
 from image_cases import RESOLUTION, encode, gradient, write_image_cases
 
 from atelier.errors import DataSourceError
@@ -20,6 +21,10 @@ from atelier.pipelines.data_ingestion.nodes import (
 
 EXTRACT_DIR = "data/02_intermediate/extracted"
 MANIFEST = "data/02_intermediate/manifest.parquet"
+# The archive caps as shipped, read rather than copied so they cannot drift.
+ARCHIVE_CAPS = {key: value for key, value in yaml.safe_load(
+    (PROJECT_ROOT / "conf/base/parameters_data_ingestion.yml").read_text())["ingestion"].items()
+    if key.startswith("max_archive_")}
 
 
 def snapshot(folder):
@@ -30,7 +35,7 @@ def snapshot(folder):
 def ingestion_params(source, tmp_path, **overrides) -> dict:
     params = {"source": str(source), "extract_dir": str(tmp_path / "extracted"),
               "max_image_pixels": 89_478_485, "max_file_bytes": 104_857_600,
-              "allow_upscale": False}
+              "allow_upscale": False, **ARCHIVE_CAPS}
     return {**params, **overrides}
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import run_kedro
+import yaml
+from conftest import PROJECT_ROOT, run_kedro
 from image_cases import RESOLUTION, encode, gradient, write_image_cases
 from PIL import Image
 
@@ -21,7 +22,10 @@ from atelier.pipelines.preprocessing.nodes import preprocess_images
 PRIMARY = "data/03_primary/images.pt"
 
 
-INGESTION = {"max_image_pixels": 89_478_485, "max_file_bytes": 104_857_600, "allow_upscale": False}
+# conf/base's ingestion limits (archive caps included); each test sets source/extract_dir.
+INGESTION = {key: value for key, value in yaml.safe_load(
+    (PROJECT_ROOT / "conf/base/parameters_data_ingestion.yml").read_text())["ingestion"].items()
+    if key not in ("source", "extract_dir")}
 
 
 @pytest.mark.slow

@@ -1,8 +1,10 @@
 """Unpack a ``.zip`` / ``.tar[.gz|.bz2|.xz]`` / ``.tgz`` safely, or refuse it whole.
 
 Every entry is checked before anything is written, so a hostile archive (absolute paths,
-``..``, links, devices) writes nothing at all; the new tree is staged beside the
-destination and swapped into place, so a failure leaves the previous extraction intact.
+``..``, links, devices, too many members, members or a total too large by their headers)
+writes nothing at all; sizes are counted again while writing, so a header that lies stops
+the write at the cap. The new tree is staged beside the destination and swapped into
+place, so a failure leaves the previous extraction intact.
 """
 
 from __future__ import annotations
@@ -15,12 +17,28 @@ import tempfile
 import zipfile
 import zlib
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from atelier.core.errors import DataSourceError, UnsafeArchiveError
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+_CHUNK = 1 << 20
+_HOW_TO_RAISE = ("Nothing was extracted. If the archive is trusted, raise {parameter} in "
+                 "conf/base/parameters_data_ingestion.yml (null = no limit), or unpack it "
+                 "yourself and use the folder as the source.")
+
+
+@dataclass
+class _Caps:
+    """One extraction's size limits (None = no limit) and the bytes written against them."""
+
+    archive: Path
+    member_bytes: int | None
+    total_bytes: int | None
+    members: int | None
+    written: int = 0  # all members together, counted as they reach the disk
 
 
 def is_archive(path: str | Path) -> bool:
@@ -61,9 +79,10 @@ def _zip_entries(archive: zipfile.ZipFile) -> list[tuple[str, str | None, Any]]:
     return entries
 
 
-def _tar_entries(archive: tarfile.TarFile) -> list[tuple[str, str | None, Any]]:
+def _tar_entries(archive: tarfile.TarFile,
+                 max_members: int | None) -> list[tuple[str, str | None, Any]]:
     entries = []
-    for member in archive.getmembers():
+    for member in archive:  # lazily, so a tar of millions of headers is read only to the cap
         if member.issym():
             problem = f"is a symbolic link to {member.linkname!r}"
         elif member.islnk():
@@ -75,6 +94,8 @@ def _tar_entries(archive: tarfile.TarFile) -> list[tuple[str, str | None, Any]]:
         else:
             problem = _unsafe_name(member.name)
         entries.append((member.name, problem, member))
+        if max_members is not None and len(entries) > max_members:
+            break  # one past the cap is enough for _check_entries to refuse the archive
     return entries
 
 
@@ -82,8 +103,18 @@ def _is_folder(info: zipfile.ZipInfo | tarfile.TarInfo) -> bool:
     return info.is_dir() if isinstance(info, zipfile.ZipInfo) else info.isdir()
 
 
+def _header_size(info: zipfile.ZipInfo | tarfile.TarInfo) -> int:
+    return info.file_size if isinstance(info, zipfile.ZipInfo) else info.size
+
+
 def _check_entries(archive_path: Path, destination: Path,
-                   entries: list[tuple[str, str | None, Any]]) -> None:
+                   entries: list[tuple[str, str | None, Any]], caps: _Caps) -> None:
+    if caps.members is not None and len(entries) > caps.members:
+        raise UnsafeArchiveError(
+            f"Refusing to extract {archive_path}: it holds more than {caps.members:,} members "
+            f"(ingestion.max_archive_members); member {entries[caps.members][0]!r} is past "
+            "the limit. " + _HOW_TO_RAISE.format(parameter="ingestion.max_archive_members")
+        )
     unsafe = [(name, problem) for name, problem, _ in entries if problem]
     if unsafe:
         listed = "\n".join(f"  {name!r} {problem}" for name, problem in unsafe[:20])
@@ -103,15 +134,53 @@ def _check_entries(archive_path: Path, destination: Path,
             f"{archive_path} holds several entries named {repeated[0]!r}; each file would "
             "overwrite the previous one. Rebuild the archive without duplicates."
         )
+    _check_header_sizes(archive_path, entries, caps)
 
 
-def extract_archive(archive: str | Path, destination: str | Path) -> Path:
+def _check_header_sizes(archive_path: Path, entries: list[tuple[str, str | None, Any]],
+                        caps: _Caps) -> None:
+    """Refuse a member, or the running total, that its header already says is over a cap."""
+    total = 0
+    for name, _, info in entries:
+        if _is_folder(info):
+            continue
+        size = _header_size(info)
+        total += size
+        if caps.member_bytes is not None and size > caps.member_bytes:
+            raise UnsafeArchiveError(
+                f"Refusing to extract {archive_path}: member {name!r} expands to {size:,} "
+                f"bytes, more than the {caps.member_bytes:,}-byte limit per member "
+                "(ingestion.max_archive_member_bytes). "
+                + _HOW_TO_RAISE.format(parameter="ingestion.max_archive_member_bytes")
+            )
+        if caps.total_bytes is not None and total > caps.total_bytes:
+            raise UnsafeArchiveError(
+                f"Refusing to extract {archive_path}: its members expand to more than the "
+                f"{caps.total_bytes:,}-byte limit for a whole archive "
+                f"(ingestion.max_archive_total_bytes); the total reaches {total:,} bytes at "
+                f"member {name!r}. "
+                + _HOW_TO_RAISE.format(parameter="ingestion.max_archive_total_bytes")
+            )
+
+
+def extract_archive(archive: str | Path, destination: str | Path, *,
+                    max_member_bytes: int | None = None, max_total_bytes: int | None = None,
+                    max_members: int | None = None) -> Path:
     """Unpack ``archive`` into ``destination`` (replacing what an earlier call put there).
 
     Every entry is checked before anything is written: absolute paths, ``..`` components,
     symbolic and hard links, devices and FIFOs raise :class:`UnsafeArchiveError` naming
     the entries, and nothing is extracted. Only regular files and folders are written, as
     plain files (no permissions, owners or timestamps from the archive).
+
+    Size caps (None = no limit), each refused with :class:`UnsafeArchiveError` naming the
+    archive, the member, the limit and the ``ingestion.*`` parameter that sets it:
+    ``max_members`` entries (files and folders); ``max_member_bytes`` uncompressed bytes in
+    one member; ``max_total_bytes`` uncompressed bytes in all members together. The sizes
+    in the archive's headers (zip ``file_size``, tar ``size``) are checked before anything
+    is written; the bytes actually written are counted too, so a member whose header lies
+    stops at the cap, and the partial extraction is deleted. Nothing over a cap reaches
+    the disk.
 
     The new tree is built in a temporary folder beside ``destination`` and renamed into
     place, so a failure leaves the previous extraction intact. ``destination`` is owned by
@@ -130,27 +199,28 @@ def extract_archive(archive: str | Path, destination: str | Path) -> Path:
             f"{destination} already holds files that were not extracted by Atelier. Empty "
             "it or choose another extraction folder; it is replaced on every extraction."
         )
+    caps = _Caps(archive, max_member_bytes, max_total_bytes, max_members)
     staging: Path | None = None
     try:
         if str(archive).lower().endswith(".zip"):
             with zipfile.ZipFile(archive) as opened:
                 entries = _zip_entries(opened)
-                _check_entries(archive, destination, entries)
+                _check_entries(archive, destination, entries, caps)
                 staging = _stage(destination)
                 for name, _, info in entries:
                     if not _is_folder(info):
                         with opened.open(info) as source:
-                            _write_entry(staging, name, source)
+                            _write_entry(staging, name, source, caps, info.file_size)
         else:
             with tarfile.open(archive, "r:*") as opened:
-                entries = _tar_entries(opened)
-                _check_entries(archive, destination, entries)
+                entries = _tar_entries(opened, max_members)
+                _check_entries(archive, destination, entries, caps)
                 staging = _stage(destination)
                 for name, _, member in entries:
                     if member.isfile():
                         source = opened.extractfile(member)
                         assert source is not None  # regular members always have content
-                        _write_entry(staging, name, source)
+                        _write_entry(staging, name, source, caps, member.size)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, RuntimeError, OSError,
             zlib.error) as error:
         if staging is not None:
@@ -170,14 +240,49 @@ def _stage(destination: Path) -> Path:
     return Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{destination.name}."))
 
 
-def _write_entry(staging: Path, name: str, source: io.IOBase) -> None:
+def _write_entry(staging: Path, name: str, source: io.IOBase, caps: _Caps,
+                 claimed: int) -> None:
     target = staging.joinpath(*PurePosixPath(name.replace("\\", "/")).parts)
     # Belt and braces: the names were checked already, but never write outside staging.
     if not target.resolve().is_relative_to(staging.resolve()):
         raise UnsafeArchiveError(f"Archive entry {name!r} resolves outside the extraction folder.")
     target.parent.mkdir(parents=True, exist_ok=True)
     with target.open("xb") as handle:  # "x": never follow or overwrite something already there
-        shutil.copyfileobj(source, handle, 1 << 20)
+        _copy_capped(source, handle, name, caps, claimed)
+
+
+def _copy_capped(source: io.IOBase, handle: io.IOBase, name: str, caps: _Caps,
+                 claimed: int) -> None:
+    """Copy in chunks, refusing the first chunk that would take the member or the total
+    over its cap, so no byte past a cap is written whatever the header claimed."""
+    member_written = 0
+    while True:
+        member_room = None if caps.member_bytes is None else caps.member_bytes - member_written
+        total_room = None if caps.total_bytes is None else caps.total_bytes - caps.written
+        rooms = [room for room in (member_room, total_room) if room is not None]
+        # Ask for one byte more than the room left: getting it proves the member is over.
+        chunk = source.read(min([_CHUNK, *(room + 1 for room in rooms)]))
+        if not chunk:
+            return
+        if member_room is not None and len(chunk) > member_room:
+            raise UnsafeArchiveError(
+                f"Refusing to extract {caps.archive}: member {name!r} expands to more than "
+                f"the {caps.member_bytes:,}-byte limit per member "
+                f"(ingestion.max_archive_member_bytes) although its header claims "
+                f"{claimed:,} bytes; the write was stopped at the limit. "
+                + _HOW_TO_RAISE.format(parameter="ingestion.max_archive_member_bytes")
+            )
+        if total_room is not None and len(chunk) > total_room:
+            raise UnsafeArchiveError(
+                f"Refusing to extract {caps.archive}: its members expand to more than the "
+                f"{caps.total_bytes:,}-byte limit for a whole archive "
+                f"(ingestion.max_archive_total_bytes), although their headers claim less; "
+                f"the write was stopped at the limit in member {name!r}. "
+                + _HOW_TO_RAISE.format(parameter="ingestion.max_archive_total_bytes")
+            )
+        handle.write(chunk)
+        member_written += len(chunk)
+        caps.written += len(chunk)
 
 
 def _swap_into_place(staging: Path, destination: Path) -> None:

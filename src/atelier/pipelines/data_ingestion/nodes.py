@@ -50,7 +50,13 @@ def inspect_source(ingestion: dict, resolution: int, workers: int | None) -> pd.
     if not source.exists():
         raise DataSourceError(f"The image source {source} does not exist. {_HOW_TO_FIX}")
     if images.is_archive(source):
-        images.extract_archive(source, ingestion["extract_dir"])
+        images.extract_archive(
+            source,
+            ingestion["extract_dir"],
+            max_member_bytes=ingestion["max_archive_member_bytes"],
+            max_total_bytes=ingestion["max_archive_total_bytes"],
+            max_members=ingestion["max_archive_members"],
+        )
     elif not source.is_dir():
         raise DataSourceError(
             f"The image source {source} is neither a folder nor an archive "
