@@ -31,7 +31,8 @@ def inspect_source(ingestion: dict, resolution: int, workers: int | None) -> pd.
 
     Args:
         ingestion: ``params:ingestion`` (source, extract_dir, max_image_pixels,
-            max_file_bytes, allow_upscale).
+            max_file_bytes, allow_upscale, and the archive caps max_archive_member_bytes,
+            max_archive_total_bytes, max_archive_members).
         resolution: ``params:preprocessing.resolution``; smaller images are ``too_small``
             unless ``allow_upscale``.
         workers: ``params:preprocessing.workers``; decoding processes, None = one per core.
