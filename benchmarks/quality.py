@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from atelier.core.generate import generate_batches
+from atelier.core.generate import generate_batches, generate_images, image_grid
 from atelier.core.metrics import (
     GeneratorScorer,
     compute_fid,
@@ -313,6 +313,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the runs and the summary as JSON here")
     parser.add_argument("--report", type=Path, nargs="+", metavar="JSON",
                         help="print one table from these --out files and exit (no training)")
+    parser.add_argument("--grids", type=Path, help="write a 64-sample grid per recipe and seed "
+                        "here (<recipe>-seed<N>.png)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 20 steps, one seed, 100 training images, 50 samples")
     args = parser.parse_args()
@@ -364,6 +366,10 @@ def main() -> None:
                     generator, speed, info = train_atelier(recipe, train_atelier_images, args.steps, seed,
                                                            scorer, Path(scratch) / "checkpoints")
                 scores = score(generator, reference, inception, args.dims, args.samples, evaluation)
+                if args.grids:
+                    args.grids.mkdir(parents=True, exist_ok=True)
+                    image_grid(generate_images(generator, range(64))).save(
+                        args.grids / f"{recipe}-seed{seed}.png")
                 run = {"recipe": recipe, "seed": seed, "steps": args.steps, **scores,
                        "images_per_sec": speed, "seconds": time.perf_counter() - started, **info}
                 runs.append(run)
