@@ -19,7 +19,7 @@ from atelier.tracking.registry import log_generator_model
 
 def _train_small_generator(tmp_path, max_steps: int) -> GeneratorCheckpoint:
     params = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_training.yml").read_text())["training"]
-    params.update(device="cpu", max_steps=max_steps, g_width=8, d_width=8, latent_dim=16,
+    params.update(device="cpu", max_steps=max_steps, g_width=8, d_width=8, latent_dim=16, eval_every=0,
                   batch_size=32, sample_every=0, checkpoint_every=0, resume="never",
                   checkpoint_dir=str(tmp_path / f"checkpoints-{max_steps}"))
     return train_gan(digits(range(300)), TrainingConfig.from_params(params),

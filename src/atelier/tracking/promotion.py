@@ -138,7 +138,7 @@ def promotion_lock(
 def current_champion_version(client: MlflowClient, model_name: str) -> str | None:
     """The version that holds the ``champion`` alias now, or None."""
     try:
-        return client.get_model_version_by_alias(model_name, CHAMPION).version
+        return str(client.get_model_version_by_alias(model_name, CHAMPION).version)
     except MlflowException:
         return None
 
