@@ -59,7 +59,7 @@ def _assert_decided_side_by_side(client: MlflowClient, metrics: dict, record: di
     assert run.data.metrics["champion_fid"] == pytest.approx(champion["fid"])
     assert run.data.metrics["fid"] == pytest.approx(metrics["fid"])
     expected = str(record["version"]) if record["promote"] else "1"
-    assert client.get_model_version_by_alias(MODEL, "champion").version == expected
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == expected
 
 
 @pytest.mark.slow
@@ -108,10 +108,10 @@ def test_a_champion_at_another_resolution_follows_the_policy(promotion_project,
     assert kept["champion"]["version"] == "1" and "fid" not in kept["champion"]
     assert "(1, 32, 32)" in kept["champion"]["incompatible"]
     assert not record["promote"] and "on_incompatible_champion=keep" in record["reason"]
-    assert client.get_model_version_by_alias(MODEL, "champion").version == "1"
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
     assert client.get_model_version(MODEL, "2").tags["champion_incompatible"]
 
     _, record = _train(project, env, **{"preprocessing.resolution": 64,
                                         "registration.on_incompatible_champion": "promote"})
     assert record["promote"] and "on_incompatible_champion=promote" in record["reason"]
-    assert client.get_model_version_by_alias(MODEL, "champion").version == "3"
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "3"
