@@ -12,7 +12,7 @@ KEDRO := $(VENV)/bin/kedro
 export KEDRO_DISABLE_TELEMETRY := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: train test install install-test sample standin-weights mlflow-ui clean
+.PHONY: train test install install-test sample standin-weights mlflow-ui gallery viz clean
 
 $(PYTHON):
 	python3 -m venv $(VENV)
@@ -23,8 +23,9 @@ $(VENV)/.installed: pyproject.toml | $(PYTHON)
 	$(PYTHON) -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(PYTHON)
-	$(PYTHON) -m pip install --quiet -e ".[test]"
+# .installed-test, .installed-gallery, ...: the project with that extra.
+$(VENV)/.installed-%: pyproject.toml | $(PYTHON)
+	$(PYTHON) -m pip install --quiet -e ".[$*]"
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -49,6 +50,15 @@ standin-weights: install
 
 mlflow-ui: install
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+# The champion's gallery in the browser (Gradio) on http://127.0.0.1:7860; reads the tracking
+# store conf/ configures (MLFLOW_TRACKING_URI overrides it, as for kedro run).
+gallery: $(VENV)/.installed-gallery
+	$(VENV)/bin/atelier gallery
+
+# The pipelines drawn by kedro-viz on http://127.0.0.1:4141.
+viz: $(VENV)/.installed-viz
+	$(KEDRO) viz run --host 127.0.0.1 --no-browser
 
 clean:
 	rm -rf data/02_intermediate/* data/03_primary/* data/04_feature/* data/06_models/* data/08_reporting/*
