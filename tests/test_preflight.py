@@ -21,3 +21,11 @@ def test_missing_configured_weights_stop_the_run_before_any_node(kedro_project, 
     assert "evaluation.inception_weights" in squashed  # says what to change
     assert "Running node" not in output  # nothing ran: no ingestion, no training
     assert not any((kedro_project / "data/02_intermediate").iterdir())
+    # Refused before kedro-mlflow opened a run: no MLflow run is left behind as RUNNING.
+    store = tmp_path / "mlflow.db"
+    if store.exists():
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(f"sqlite:///{store}")
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        assert client.search_runs(experiments) == []

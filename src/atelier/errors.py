@@ -15,12 +15,18 @@ from atelier.core.errors import (
     UnsafeArchiveError,
 )
 
+
+class ProjectBusyError(AtelierError):
+    """Another ``kedro run`` holds this project folder (see :mod:`atelier.runlock`)."""
+
+
 __all__ = [
     "AtelierError",
     "CheckpointMismatchError",
     "CheckpointUnreadableError",
     "DataSourceError",
     "InceptionWeightsNotFoundError",
+    "ProjectBusyError",
     "TrainingDivergedError",
     "UnsafeArchiveError",
 ]

@@ -23,7 +23,8 @@ _SCORING_NODES = {"evaluate_generator", "train_generator"}
 class PreflightHook:
     """Refuse, before the first node, a run whose Inception weights cannot be had."""
 
-    @hook_impl
+    # tryfirst: refuse before kedro-mlflow's hook opens an MLflow run that would stay RUNNING.
+    @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
         if not _SCORING_NODES & {node.name for node in pipeline.nodes}:
             return

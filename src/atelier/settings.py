@@ -4,11 +4,13 @@ from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
 from atelier.preflight import PreflightHook
+from atelier.runlock import RunLockHook
 from atelier.tracking import LineageHook
 
-# kedro-mlflow's hook comes in through its entry point. Ours: preflight checks (before any
-# node runs) and lineage tags.
-HOOKS = (PreflightHook(), LineageHook())
+# kedro-mlflow's hook comes in through its entry point. Ours: one run at a time per project
+# folder and preflight checks (both before any node runs and before kedro-mlflow opens the
+# MLflow run), and lineage tags.
+HOOKS = (RunLockHook(), PreflightHook(), LineageHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
