@@ -77,6 +77,11 @@ def test_train_is_tracked_registered_and_promoted_on_fid(
                  "registration.json", "config"):
         assert name in artifacts, name
     assert "config/parameters.json" in {a.path for a in client.list_artifacts(first.info.run_id, "config")}
+    # The run page's Datasets panel: both splits, named by the data version they read.
+    inputs = {next(t.value for t in i.tags if t.key == "mlflow.data.context"): i.dataset
+              for i in first.inputs.dataset_inputs}
+    assert set(inputs) == {"training", "validation"}
+    assert {d.digest for d in inputs.values()} == {tags["data_hash"][:32]}
     progress = {a.path for a in client.list_artifacts(first.info.run_id, "images")}
     assert len([p for p in progress if p.endswith(".png")]) == 10  # grids at steps 20, 40, .., 200
 

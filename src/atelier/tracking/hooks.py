@@ -15,21 +15,28 @@ computes nothing itself):
   ``atelier.reproduce`` compares against), ``training_device`` and ``best_step``;
 - from ``metrics``: ``inception_weights_sha256`` and, for anything but pytorch-fid's
   official file, ``inception_weights_warning``;
-- the whole resolved configuration as the artifact ``config/parameters.json``.
+- the whole resolved configuration as the artifact ``config/parameters.json``;
+- when ``primary_images`` is saved or loaded: the training and validation images as MLflow
+  datasets (the run page's *Datasets* panel; :mod:`atelier.tracking.datasets`).
 
 kedro-mlflow's hook is registered after this one, so it runs first and the run is open here.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 import mlflow
 import torch
 from kedro.framework.hooks import hook_impl
+from kedro.io import DatasetError
 
+from atelier.tracking.datasets import log_image_datasets
 from atelier.tracking.lineage import state_dict_sha256
+
+logger = logging.getLogger(__name__)
 
 # Set by ``python -m atelier.reproduce`` for the run it starts.
 REPRODUCES_ENV = "ATELIER_REPRODUCES_RUN_ID"
@@ -47,10 +54,14 @@ class LineageHook:
 
     def __init__(self) -> None:
         self._params: dict[str, Any] = {}
+        self._project_path = "."
+        self._catalog = None
+        self._datasets_logged_in: set[str] = set()
 
     @hook_impl
     def after_context_created(self, context) -> None:
         self._params = context.params
+        self._project_path = str(context.project_path)
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
@@ -67,6 +78,7 @@ class LineageHook:
             tags["reproduces"] = os.environ[REPRODUCES_ENV]
         mlflow.set_tags(tags)
         mlflow.log_dict(self._params, "config/parameters.json")
+        self._catalog = catalog
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any, node) -> None:
@@ -74,7 +86,7 @@ class LineageHook:
 
     @hook_impl
     def after_dataset_loaded(self, dataset_name: str, data: Any, node) -> None:
-        if dataset_name == "lineage":  # a run that starts after ingestion still records it
+        if dataset_name in ("lineage", "primary_images"):  # a run that starts later still records them
             self._tag(dataset_name, data)
 
     def _tag(self, dataset_name: str, data: Any) -> None:
@@ -82,6 +94,8 @@ class LineageHook:
             return
         if dataset_name == "lineage":
             mlflow.set_tags(lineage_tags(data))
+        elif dataset_name == "primary_images":
+            self._log_datasets(data)
         elif dataset_name == "generator":
             mlflow.set_tags({"generator_sha256": state_dict_sha256(data.state_dict),
                              "training_device": data.training_device,
@@ -91,3 +105,16 @@ class LineageHook:
             mlflow.set_tag("inception_weights_sha256", data.get("inception_weights_sha256", ""))
             if data.get("inception_weights_warning"):
                 mlflow.set_tag("inception_weights_warning", data["inception_weights_warning"])
+
+    def _log_datasets(self, primary_images: dict) -> None:
+        run_id = mlflow.active_run().info.run_id
+        if run_id in self._datasets_logged_in or self._catalog is None:
+            return
+        try:
+            manifest = self._catalog.load("manifest")
+            lineage = self._catalog.load("lineage")
+        except DatasetError as error:  # e.g. primary_images built elsewhere
+            logger.warning("Not logging the run's datasets to MLflow: %s", error)
+            return
+        log_image_datasets(manifest, primary_images, lineage, self._project_path)
+        self._datasets_logged_in.add(run_id)
