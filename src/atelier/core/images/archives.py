@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from atelier.core.errors import DataSourceError, UnsafeArchiveError
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
@@ -39,6 +41,7 @@ class _Caps:
     total_bytes: int | None
     members: int | None
     written: int = 0  # all members together, counted as they reach the disk
+    progress: Any = None  # a tqdm bar counting the bytes written (shown on a terminal only)
 
 
 def is_archive(path: str | Path) -> bool:
@@ -199,7 +202,9 @@ def extract_archive(archive: str | Path, destination: str | Path, *,
             f"{destination} already holds files that were not extracted by Atelier. Empty "
             "it or choose another extraction folder; it is replaced on every extraction."
         )
-    caps = _Caps(archive, max_member_bytes, max_total_bytes, max_members)
+    caps = _Caps(archive, max_member_bytes, max_total_bytes, max_members,
+                 progress=tqdm(desc=f"extracting {archive.name}", unit="B", unit_scale=True,
+                               disable=None, dynamic_ncols=True))
     staging: Path | None = None
     try:
         if str(archive).lower().endswith(".zip"):
@@ -230,6 +235,8 @@ def extract_archive(archive: str | Path, destination: str | Path, *,
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        caps.progress.close()
     _swap_into_place(staging, destination)
     record.write_text(f"{archive.resolve()}\n")
     return destination
@@ -283,6 +290,7 @@ def _copy_capped(source: io.IOBase, handle: io.IOBase, name: str, caps: _Caps,
         handle.write(chunk)
         member_written += len(chunk)
         caps.written += len(chunk)
+        caps.progress.update(len(chunk))
 
 
 def _swap_into_place(staging: Path, destination: Path) -> None:

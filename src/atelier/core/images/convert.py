@@ -134,7 +134,7 @@ def load_training_images(
     if not paths:
         raise ValueError("load_training_images needs at least one path.")
     load = partial(_load_training_image_at, Path(root), resolution, channels, max_image_pixels)
-    results = _map_parallel(load, list(paths), workers)
+    results = _map_parallel(load, list(paths), workers, "decoding images")
     images = torch.from_numpy(np.stack([array for _, array in results]))
     return images, [sha256 for sha256, _ in results]
 

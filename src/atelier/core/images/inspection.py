@@ -200,7 +200,7 @@ def scan_images(
     """
     inspect = partial(inspect_image, Path(root), max_file_bytes=max_file_bytes,
                       max_image_pixels=max_image_pixels, min_side=min_side)
-    inspections = _map_parallel(inspect, list_files(root), workers)
+    inspections = _map_parallel(inspect, list_files(root), workers, "inspecting images")
     first_seen: dict[str, str] = {}
     for index, found in enumerate(inspections):
         if found.status != "ok":

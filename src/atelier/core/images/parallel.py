@@ -3,7 +3,8 @@
 Both scans (:func:`~atelier.core.images.inspection.scan_images` and
 :func:`~atelier.core.images.convert.load_training_images`) go through :func:`_map_parallel`.
 The functions they send to workers must be module-level (a :func:`functools.partial` of one
-is fine) so that the spawn start method can pickle them.
+is fine) so that the spawn start method can pickle them. A tqdm progress bar counts the
+files done; like tqdm's ``disable=None``, it shows only on a terminal (CI logs stay quiet).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
+
+from tqdm.auto import tqdm
 
 # Below this many files a process pool costs more than it saves.
 _MIN_FILES_FOR_PROCESSES = 64
@@ -45,13 +48,23 @@ def _process_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-def _map_parallel(function: Callable[[T], R], items: Sequence[T], workers: int | None) -> list[R]:
-    """``[function(item) for item in items]``, in order, over ``workers`` processes."""
+def _map_parallel(function: Callable[[T], R], items: Sequence[T], workers: int | None,
+                  description: str = "files") -> list[R]:
+    """``[function(item) for item in items]``, in order, over ``workers`` processes, with a
+    progress bar named ``description`` (on a terminal only)."""
     workers = min(resolve_workers(workers), len(items))
-    if workers <= 1 or len(items) < _MIN_FILES_FOR_PROCESSES:
-        return [function(item) for item in items]
-    # A few chunks per worker: big enough to amortise pickling, small enough to balance
-    # folders that mix thumbnails and 40-megapixel photos.
-    chunksize = max(1, math.ceil(len(items) / (workers * 8)))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_process_context()) as pool:
-        return list(pool.map(function, items, chunksize=chunksize))
+    with tqdm(total=len(items), desc=description, unit="file", disable=None,
+              dynamic_ncols=True) as progress:
+        if workers <= 1 or len(items) < _MIN_FILES_FOR_PROCESSES:
+            return [_counted(function(item), progress) for item in items]
+        # A few chunks per worker: big enough to amortise pickling, small enough to balance
+        # folders that mix thumbnails and 40-megapixel photos.
+        chunksize = max(1, math.ceil(len(items) / (workers * 8)))
+        with ProcessPoolExecutor(max_workers=workers, mp_context=_process_context()) as pool:
+            return [_counted(result, progress)
+                    for result in pool.map(function, items, chunksize=chunksize)]
+
+
+def _counted(result: R, progress: tqdm) -> R:
+    progress.update(1)
+    return result
