@@ -13,6 +13,9 @@ exported here; the catalog names the datasets; ``settings.py`` registers the hoo
 - :mod:`~atelier.tracking.promotion`: the side-by-side promotion rule under a server lock.
 - :mod:`~atelier.tracking.model`: the pyfunc model that serves a generator.
 - :mod:`~atelier.tracking.reproduce`: ``python -m atelier.reproduce RUN_ID``.
+- :mod:`~atelier.tracking.datasets`: the run's images as MLflow datasets.
+- :mod:`~atelier.tracking.versions`: the registered versions and aliases, loaded for
+  drawing (``RegisteredVersions``, ``connect_registry``: the gallery's reader).
 """
 
 from atelier.tracking.hooks import LineageHook
@@ -24,14 +27,18 @@ from atelier.tracking.registry import (
     register_generator_version,
 )
 from atelier.tracking.reporter import TrainingReporter, TrainingReporterDataset
+from atelier.tracking.versions import LoadedVersion, RegisteredVersions, connect_registry
 
 __all__ = [
     "LineageHook",
+    "LoadedVersion",
     "ModelRegistry",
     "ModelRegistryDataset",
     "RegisteredGenerator",
+    "RegisteredVersions",
     "SourceVersionDataset",
     "TrainingReporter",
     "TrainingReporterDataset",
+    "connect_registry",
     "register_generator_version",
 ]
