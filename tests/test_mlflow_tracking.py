@@ -40,6 +40,22 @@ def _train(project: Path, env: dict, params: str) -> str:
     return runs[0].info.run_id
 
 
+def _check_the_ui(server: str, run, model_id: str) -> None:
+    """What a user sees in the MLflow UI (headless Chromium): the run's Datasets panel, and
+    the model's FID on the logged model's page, linked to the validation images."""
+    from browser import chromium_page
+
+    experiment = run.info.experiment_id
+    with chromium_page() as page:
+        page.goto(f"{server}/#/experiments/{experiment}/runs/{run.info.run_id}")
+        page.get_by_text("images-train").first.wait_for(timeout=120_000)
+        assert "Datasets" in page.inner_text("body")
+        page.goto(f"{server}/#/experiments/{experiment}/models/{model_id}")
+        page.get_by_text("images-validation").first.wait_for(timeout=120_000)
+        text = page.inner_text("body")
+        assert "fid" in text and "kid" in text and "Datasets used" in text
+
+
 @pytest.mark.slow
 def test_train_is_tracked_registered_and_promoted_on_fid(
     mlflow_server, kedro_project, sample_images_dir, standin_torch_home
@@ -90,6 +106,7 @@ def test_train_is_tracked_registered_and_promoted_on_fid(
     assert float(champion.tags["fid"]) == pytest.approx(metrics["fid"])
     assert champion.tags["data_version"] == tags["data_version"]
     assert "promoted to champion" in champion.description
+    _check_the_ui(mlflow_server, first, champion.model_id)
 
     # 2. An untrained model (one step, from scratch): worse FID, challenger only.
     second = client.get_run(_train(kedro_project, env, "training.max_steps=1,training.resume=never,"

@@ -1,4 +1,5 @@
-"""The pyfunc model's ``label`` column: class names in, images of that class out.
+"""The pyfunc model's ``label`` column (class names in, images of that class out) and its
+``format`` parameter (uint8 arrays or base64 PNG files).
 
 Most tests call :class:`GeneratorModel` directly with a stand-in MLflow context; one logs
 the model with :func:`log_generator_model` into a temporary SQLite store and loads it back
@@ -7,6 +8,8 @@ with ``mlflow.pyfunc.load_model``, so the signature and its enforcement are MLfl
 
 from __future__ import annotations
 
+import base64
+import io
 from types import SimpleNamespace
 
 import mlflow
@@ -14,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from atelier.core.generate import generate_images
 from atelier.core.models import Generator, GeneratorCheckpoint
@@ -24,9 +28,10 @@ CONFIG = {"resolution": 16, "channels": 1, "latent_dim": 16, "g_width": 8}
 CLASSES = ("cat", "dog", "owl")
 
 
-def _checkpoint(num_classes: int = 3, class_names: tuple[str, ...] = CLASSES) -> GeneratorCheckpoint:
+def _checkpoint(num_classes: int = 3, class_names: tuple[str, ...] = CLASSES,
+                channels: int = 1) -> GeneratorCheckpoint:
     torch.manual_seed(0)
-    generator = Generator(**CONFIG, num_classes=num_classes)
+    generator = Generator(**{**CONFIG, "channels": channels}, num_classes=num_classes)
     return GeneratorCheckpoint.from_generator(generator, class_names=class_names)
 
 
@@ -40,6 +45,12 @@ def _model(checkpoint: GeneratorCheckpoint, tmp_path) -> GeneratorModel:
 
 def _predict(model: GeneratorModel, **columns) -> np.ndarray:
     return model.predict(None, pd.DataFrame(columns))
+
+
+def _decode_png(encoded: str) -> np.ndarray:
+    image = Image.open(io.BytesIO(base64.b64decode(encoded)))
+    assert image.format == "PNG"
+    return np.asarray(image)
 
 
 @pytest.fixture
@@ -90,6 +101,24 @@ def test_an_unconditional_generator_refuses_a_label(tmp_path):
         _predict(model, seed=[1], label=["cat"])
 
 
+@pytest.mark.parametrize(("channels", "mode"), [(1, "L"), (3, "RGB")])
+def test_the_png_format_gives_the_pixels_of_the_array_format(tmp_path, channels, mode):
+    model = _model(_checkpoint(num_classes=0, class_names=(), channels=channels), tmp_path)
+    seeds = pd.DataFrame({"seed": [7, 8]})
+    arrays = model.predict(None, seeds)
+    assert np.array_equal(model.predict(None, seeds, params={"format": "array"}), arrays)
+    encoded = model.predict(None, seeds, params={"format": "png"})
+    assert isinstance(encoded, list) and len(encoded) == 2
+    assert Image.open(io.BytesIO(base64.b64decode(encoded[0]))).mode == mode
+    decoded = np.stack([_decode_png(image) for image in encoded])
+    assert np.array_equal(decoded.reshape(arrays.shape), arrays)
+
+
+def test_an_unknown_format_is_refused_with_the_known_ones(conditional):
+    with pytest.raises(ValueError, match=r"Unknown format 'jpeg'.*\['array', 'png'\]"):
+        conditional.predict(None, pd.DataFrame({"seed": [1]}), params={"format": "jpeg"})
+
+
 def test_the_signature_declares_an_optional_label_column():
     # Declared for unconditional models too: a label sent to one must reach the model (and
     # be refused there), not be dropped silently by MLflow's schema enforcement.
@@ -97,6 +126,8 @@ def test_the_signature_declares_an_optional_label_column():
         columns = generator_signature(config).inputs.to_dict()
         assert {"name": "label", "type": "string", "required": False} in columns
         assert {"name": "seed", "type": "long", "required": True} in columns
+        params = generator_signature(config).params.to_dict()
+        assert params == [{"name": "format", "type": "string", "default": "array", "shape": None}]
 
 
 def test_logged_model_serves_labels_through_mlflow(tmp_path):
@@ -120,3 +151,6 @@ def test_logged_model_serves_labels_through_mlflow(tmp_path):
     assert not np.array_equal(images[0], images[1]) and np.array_equal(images[0], images[2])
     with pytest.raises(Exception, match=r"\['cat', 'dog', 'owl'\]"):
         model.predict(pd.DataFrame({"seed": [7], "label": ["horse"]}))
+    # The format parameter passes MLflow's parameter schema.
+    encoded = model.predict(pd.DataFrame({"seed": [7], "label": ["owl"]}), params={"format": "png"})
+    assert np.array_equal(_decode_png(encoded[0]), images[1][..., 0])

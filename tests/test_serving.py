@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import json
+import urllib.error
+
 import mlflow
 import numpy as np
 import pytest
 import torch
 from conftest import post_json, served_model
 from mlflow.tracking import MlflowClient
+from PIL import Image
 
 from atelier.core.generate import generate_images
 from atelier.core.models import GeneratorCheckpoint, build_generator
@@ -41,3 +47,15 @@ def test_served_champion_answers_seeds_with_images(tmp_path):
 
         truncated = post_json(url, {"dataframe_records": [{"seed": 7, "truncation": 0.5}]})
         assert np.asarray(truncated["predictions"]).shape == (1, 32, 32, 1)
+
+        seeds = {"dataframe_split": {"columns": ["seed"], "data": [[7], [8]]}}
+        pngs = post_json(url, {**seeds, "params": {"format": "png"}})["predictions"]
+        decoded = [Image.open(io.BytesIO(base64.b64decode(png))) for png in pngs]
+        assert [(image.format, image.mode, image.size) for image in decoded] == [("PNG", "L", (32, 32))] * 2
+        assert np.array_equal(np.stack([np.asarray(image) for image in decoded]), expected[..., 0])
+        # A refused request is a 400 whose message says why, not a stack trace to dig in.
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            post_json(url, {**seeds, "params": {"format": "jpeg"}})
+        assert refused.value.code == 400
+        message = json.loads(refused.value.read())["message"]
+        assert "Unknown format 'jpeg': choose one of ['array', 'png']" in message

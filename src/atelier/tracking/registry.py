@@ -17,35 +17,49 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-import torch
+from mlflow.entities import RunInfo
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
-from mlflow.types import ColSpec, Schema, TensorSpec
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
 from atelier.core.generate import class_names_of
 from atelier.core.metrics import SCORE_NAMES
 from atelier.core.models import GeneratorCheckpoint
+from atelier.tracking.datasets import run_dataset
 from atelier.tracking.hooks import lineage_tags
-from atelier.tracking.model import GENERATOR_ARTIFACT, GeneratorModel
-from atelier.tracking.promotion import CHAMPION, Rescore, decision_record, promote_if_better
+from atelier.tracking.model import GENERATOR_ARTIFACT, OUTPUT_FORMATS, GeneratorModel
+from atelier.tracking.model_code import model_requirements, stage_model_code
+from atelier.tracking.promotion import (
+    CHAMPION,
+    PromotionDecision,
+    Rescore,
+    decision_record,
+    promote_if_better,
+)
 from atelier.tracking.readonly import ReadOnlyDataset
 
 logger = logging.getLogger(__name__)
+
+#: Where the run keeps the model card: the catalog's ``model_card`` entry
+#: (``conf/base/catalog.yml``) logs ``data/08_reporting/model_card.md`` at the artifact root.
+MODEL_CARD_ARTIFACT = "model_card.md"
 
 
 def generator_signature(config: dict) -> ModelSignature:
     """Input: ``seed`` (long, required), ``truncation`` (double, optional) and ``label``
     (string, optional: a class name of a class-conditional generator; declared for every
     model, so that a label sent to an unconditional one reaches it and is refused with a
-    clear message instead of being dropped by MLflow's schema check); output: uint8 images
-    ``(rows, height, width, channels)``."""
+    clear message instead of being dropped by MLflow's schema check); inference parameter
+    ``format`` (string, default ``array``; ``png`` for base64 PNG files); output: uint8
+    images ``(rows, height, width, channels)``, the ``array`` format."""
     columns = [ColSpec("long", "seed"), ColSpec("double", "truncation", required=False),
                ColSpec("string", "label", required=False)]
     return ModelSignature(
         inputs=Schema(columns),
         outputs=Schema([TensorSpec(np.dtype(np.uint8),
                                    (-1, config["resolution"], config["resolution"], config["channels"]))]),
+        params=ParamSchema([ParamSpec("format", "string", OUTPUT_FORMATS[0])]),
     )
 
 
@@ -53,8 +67,9 @@ def log_generator_model(generator: GeneratorCheckpoint, model_name: str):
     """Log ``generator`` to the active run as a pyfunc model.
 
     The model is registered as a new version of ``model_name``, with its signature and an
-    input example (with a ``label`` column of class names for a conditional generator).
-    Returns MLflow's ``ModelInfo``.
+    input example (with a ``label`` column of class names for a conditional generator). It
+    carries its own code and requirements (:mod:`~atelier.tracking.model_code`), so it
+    loads and serves where Atelier is not installed. Returns MLflow's ``ModelInfo``.
     """
     example = pd.DataFrame({"seed": np.array([0, 1, 2], dtype=np.int64),
                             "truncation": np.array([0.0, 0.0, 1.5])})
@@ -71,10 +86,8 @@ def log_generator_model(generator: GeneratorCheckpoint, model_name: str):
             signature=generator_signature(generator.config),
             input_example=example,
             registered_model_name=model_name,
-            pip_requirements=[f"torch>={torch.__version__.split('+')[0]}", "numpy", "pandas",
-                              f"mlflow>={mlflow.__version__}"],
-            # The package travels with the model, so it loads where Atelier is not installed.
-            code_paths=[str(Path(__file__).parents[1])],
+            pip_requirements=model_requirements(),
+            code_paths=[str(stage_model_code(Path(tmp) / "code"))],
         )
 
 
@@ -82,13 +95,14 @@ def register_generator_version(generator: GeneratorCheckpoint, metrics: dict, li
                                registration: dict, rescore: Rescore | None = None) -> dict:
     """Log ``generator`` as a pyfunc model in the active run, register it, maybe promote it.
 
-    The new version is tagged with its scores and ``lineage`` (git commit, data version),
-    gets the alias ``challenger`` and, through :func:`promote_if_better`, ``champion`` when it
-    beats the current one (``rescore`` scores a champion that changed after the evaluation,
-    see :func:`~atelier.tracking.promotion.promote_if_better`). Returns the registration
-    record: model name, version, run id,
-    model URI, lineage, the decision and its reason (also tagged on the run and written to
-    the version's description).
+    The logged model (MLflow 3's ``model_id``) gets the scores as its metrics and what they
+    were scored on as its params (:func:`log_model_scores`). The new version is tagged with
+    its scores and ``lineage`` (git commit, data version), gets the alias ``challenger`` and,
+    through :func:`promote_if_better`, ``champion`` when it beats the current one
+    (``rescore`` scores a champion that changed after the evaluation, see
+    :func:`~atelier.tracking.promotion.promote_if_better`); its description is
+    :func:`version_description`. Returns the registration record: model name, version, run
+    id, model URI, lineage, the decision and its reason (also tagged on the run).
     """
     run = mlflow.active_run()
     if run is None:
@@ -101,6 +115,7 @@ def register_generator_version(generator: GeneratorCheckpoint, metrics: dict, li
     info = log_generator_model(generator, model_name)
     version = str(info.registered_model_version)
     lineage = lineage_tags(lineage)
+    log_model_scores(info.model_id, metrics, lineage, generator)
     version_tags = {
         **{key: str(metrics[key]) for key in SCORE_NAMES if key in metrics},
         "fid_dims": str(metrics.get("dims", "")),
@@ -119,11 +134,71 @@ def register_generator_version(generator: GeneratorCheckpoint, metrics: dict, li
                                  registration["on_incompatible_champion"], rescore)
     for key, value in _champion_tags(decision.champion).items():
         client.set_model_version_tag(model_name, version, key, value)
+    client.update_model_version(model_name, version, description=version_description(
+        metrics, lineage, generator, decision, run.info))
     mlflow.set_tags({"registration.version": version,
                      "registration.promoted": str(decision.promote).lower(),
                      "registration.reason": decision.reason})
     return {**decision_record(model_name, version, decision), "run_id": run.info.run_id,
             "model_uri": f"models:/{model_name}/{version}", **lineage}
+
+
+def log_model_scores(model_id: str, metrics: dict, lineage: dict[str, str],
+                     generator: GeneratorCheckpoint) -> None:
+    """Log the evaluation's scores (:data:`SCORE_NAMES`) as metrics of the logged model
+    ``model_id``, so that its page and ``mlflow.search_logged_models`` rank models by FID;
+    and, as its params, what makes two FIDs comparable (data version, Inception weights,
+    ``fid_dims``, sample count) and which weights were scored. The metrics are linked to the
+    run's validation dataset when the run logged one.
+
+    The champion's side-by-side scores stay on the run and the version's tags: they
+    describe another model.
+    """
+    scores = {key: float(metrics[key]) for key in SCORE_NAMES if key in metrics}
+    # Linked to the validation images the run logged (atelier.tracking.datasets), so the
+    # model's page says what it was scored on ("Datasets used").
+    run = mlflow.active_run()
+    validation = run_dataset(run.info.run_id, "validation") if run else None
+    mlflow.log_metrics(scores, step=0, model_id=model_id, dataset=validation)
+    params = {
+        "data_version": lineage.get("data_version"),
+        "inception_weights_sha256": metrics.get("inception_weights_sha256"),
+        "inception_weights_warning": metrics.get("inception_weights_warning"),
+        "fid_dims": metrics.get("dims"),
+        "num_samples": metrics.get("num_samples"),
+        "best_step": generator.step,
+        "generator_variant": generator.variant,
+    }
+    mlflow.log_model_params({key: str(value) for key, value in params.items() if value is not None},
+                            model_id=model_id)
+
+
+def version_description(metrics: dict, lineage: dict[str, str], generator: GeneratorCheckpoint,
+                        decision: PromotionDecision, run: RunInfo) -> str:
+    """The registered version's description, in markdown: a one-line summary (the decision,
+    FID, KID and IS, labelled STAND-IN unless scored with the official Inception weights), the
+    decision's reason, the data version, which weights, and a link to the run's model card;
+    the Inception weights' warning, if any, last."""
+    verdict = "promoted to champion" if decision.promote else "challenger only"
+    warning = metrics.get("inception_weights_warning")
+    scores = [f"{label} {metrics[key]:.4f}" + (f" ± {metrics[spread]:.4f}" if spread in metrics else "")
+              for label, key, spread in (("FID", "fid", None), ("KID", "kid", "kid_std"),
+                                         ("IS", "inception_score", "inception_score_std"))
+              if key in metrics]
+    standin = " (STAND-IN Inception weights)" if warning else ""
+    card = f"#/experiments/{run.experiment_id}/runs/{run.run_id}/artifactPath/{MODEL_CARD_ARTIFACT}"
+    lines = [
+        " · ".join([f"**{verdict}**", *scores]) + standin,
+        "",
+        f"- decision: {decision.reason}",
+        f"- data version: `{lineage.get('data_version', 'unknown')}`",
+        f"- weights: {generator.variant} generator of step {generator.step}",
+        f"- model card: [{MODEL_CARD_ARTIFACT}]({card}) "
+        f"(`runs:/{run.run_id}/{MODEL_CARD_ARTIFACT}`)",
+    ]
+    if warning:
+        lines += ["", f"**WARNING:** {warning}"]
+    return "\n".join(lines)
 
 
 def _champion_tags(champion: dict | None) -> dict[str, str]:
