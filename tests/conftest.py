@@ -139,7 +139,9 @@ def stop_process_group(process: subprocess.Popen) -> None:
     try:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=20)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
+    except ProcessLookupError:  # it had already died
+        process.wait()
+    except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
@@ -202,7 +204,10 @@ def mlflow_server(tmp_path: Path):
         [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
          "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1",
          "--port", str(port), "--workers", "1"],
-        cwd=root, stdout=log, stderr=subprocess.STDOUT, env=test_env(), start_new_session=True,
+        # MLflow 3 starts background job workers by default (GenAI jobs, ~1.6 GB and tens
+        # of CPU seconds at start); the registry and tracking need none of them.
+        cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=test_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
     )
     url = f"http://127.0.0.1:{port}"
     try:

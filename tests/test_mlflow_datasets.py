@@ -11,7 +11,12 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from atelier.tracking.datasets import dataset_source, dvc_remote_url, log_image_datasets, run_dataset
+from atelier.tracking.datasets import (
+    dataset_source,
+    dvc_remote_url,
+    log_image_datasets,
+    run_dataset,
+)
 
 MANIFEST = pd.DataFrame({
     "path": [f"{label}/{i}.png" for label in ("cat", "dog") for i in range(5)] + ["bad.txt"],
