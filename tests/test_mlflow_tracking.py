@@ -106,7 +106,9 @@ def test_train_is_tracked_registered_and_promoted_on_fid(
     assert float(champion.tags["fid"]) == pytest.approx(metrics["fid"])
     assert champion.tags["data_version"] == tags["data_version"]
     assert "promoted to champion" in champion.description
-    _check_the_ui(mlflow_server, first, champion.model_id)
+    # The version's source is its logged model (the REST API leaves model_id empty here).
+    assert champion.source.startswith("models:/m-")
+    _check_the_ui(mlflow_server, first, champion.source.removeprefix("models:/"))
 
     # 2. An untrained model (one step, from scratch): worse FID, challenger only.
     second = client.get_run(_train(kedro_project, env, "training.max_steps=1,training.resume=never,"
