@@ -18,6 +18,7 @@ from atelier.pipelines.data_ingestion.nodes import (
     inspect_source,
     report_rejections,
 )
+from atelier.runlock import LOCK_FILE
 
 EXTRACT_DIR = "data/02_intermediate/extracted"
 MANIFEST = "data/02_intermediate/manifest.parquet"
@@ -28,8 +29,11 @@ ARCHIVE_CAPS = {key: value for key, value in yaml.safe_load(
 
 
 def snapshot(folder):
-    """Every path under ``folder`` with its mtime, MLflow's artifact store aside."""
-    return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if "mlruns" not in p.parts}
+    """Every path under ``folder`` with its mtime, aside from what every run writes whatever
+    it does: MLflow's artifact store, the run lock (src/atelier/runlock.py) and kedro-viz's
+    record of the last run (``.viz/``, when the viz extra is installed)."""
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*")
+            if not {"mlruns", ".viz"} & set(p.parts) and p.name != LOCK_FILE}
 
 
 def ingestion_params(source, tmp_path, **overrides) -> dict:
