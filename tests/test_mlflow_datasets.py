@@ -32,7 +32,9 @@ PRIMARY = {"paths": OK_PATHS, "is_val": [i % 4 == 0 for i in range(10)]}  # 3 he
 
 def _logged(tmp_path: Path, lineage: dict, project: Path) -> list:
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    with mlflow.start_run() as run:
+    # An experiment of this store (a test before may have left another store's active).
+    experiment = mlflow.set_experiment("datasets-test")
+    with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
         log_image_datasets(MANIFEST, PRIMARY, lineage, project)
     return MlflowClient().get_run(run.info.run_id).inputs.dataset_inputs, run.info.run_id
 
