@@ -178,12 +178,17 @@ def promote_if_better(client: MlflowClient, model_name: str, version: str, metri
             logger.info("The champion changed from version %s to %s since the evaluation: "
                         "scoring version %s side by side.", evaluated, current, current)
             scored = rescore(current)
-    verdict = "promoted to champion" if decision.promote else "challenger only"
+    verdict = decision_verdict(decision)
     warning = metrics.get("inception_weights_warning")
     description = f"{verdict}: {decision.reason}" + (f"\n\n**WARNING:** {warning}" if warning else "")
     client.update_model_version(model_name, version, description=description)
     logger.info("%s version %s: %s (%s)", model_name, version, verdict, decision.reason)
     return decision
+
+
+def decision_verdict(decision: PromotionDecision) -> str:
+    """The decision in three words: ``promoted to champion`` or ``challenger only``."""
+    return "promoted to champion" if decision.promote else "challenger only"
 
 
 def decision_record(model_name: str, version: str, decision: PromotionDecision) -> dict:

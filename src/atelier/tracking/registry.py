@@ -35,6 +35,7 @@ from atelier.tracking.promotion import (
     PromotionDecision,
     Rescore,
     decision_record,
+    decision_verdict,
     promote_if_better,
 )
 from atelier.tracking.readonly import ReadOnlyDataset
@@ -179,7 +180,7 @@ def version_description(metrics: dict, lineage: dict[str, str], generator: Gener
     FID, KID and IS, labelled STAND-IN unless scored with the official Inception weights), the
     decision's reason, the data version, which weights, and a link to the run's model card;
     the Inception weights' warning, if any, last."""
-    verdict = "promoted to champion" if decision.promote else "challenger only"
+    verdict = decision_verdict(decision)
     warning = metrics.get("inception_weights_warning")
     scores = [f"{label} {metrics[key]:.4f}" + (f" ± {metrics[spread]:.4f}" if spread in metrics else "")
               for label, key, spread in (("FID", "fid", None), ("KID", "kid", "kid_std"),
