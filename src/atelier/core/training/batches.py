@@ -5,15 +5,23 @@ lookup there, no decoding and no host-to-device copy per step. Each rank samples
 ``images[rank::world_size]`` without replacement, epoch by epoch, as a DataLoader with
 ``shuffle=True`` does (every image is seen once per epoch). The epoch's permutation comes
 from a stream seeded from (seed, rank, epoch), the step's flips and latents from one
-reseeded from (seed, rank, step), so a resumed run draws exactly what an uninterrupted one
-would have.
+reseeded from (seed, rank, step), and the step's DiffAugment draws (of every image the
+discriminator sees in the D, G and R1 passes) from a third one reseeded from (seed, rank,
+step), so a resumed run draws exactly what an uninterrupted one would have.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import torch
 
+from atelier.core.augment import diff_augment, parse_policy
 from atelier.core.training.config import TrainingConfig
+
+# Keeps the augmentation stream's seeds apart from the latent stream's for the same step.
+_AUGMENT_SALT = 0x2545F4914F6CDD1D
 
 
 def _stream_seed(seed: int, rank: int, counter: int) -> int:
@@ -45,6 +53,8 @@ class Batches:
         self.seed, self.latent_dim, self.flip = config.seed, config.latent_dim, config.flip
         self.batch = config.batch_size // world_size
         self.stream = torch.Generator(data_device)
+        self.policy, self.augment_p = parse_policy(config.augment), config.augment_p
+        self.augment_stream = torch.Generator(device)
         self._permutations: dict[int, torch.Tensor] = {}
 
     def __len__(self) -> int:
@@ -82,3 +92,13 @@ class Batches:
         real = real.to(self.device, non_blocking=True).float().div_(127.5).sub_(1)
         return (real.contiguous(memory_format=self.memory_format), labels,
                 z.to(self.device, non_blocking=True))
+
+    def augmentation(self, step: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Step ``step``'s DiffAugment: ``training.augment`` at per-image probability
+        ``training.augment_p``, every call drawing afresh from one stream reseeded for the
+        step. The D step's reals and fakes, the G step's fakes and the R1 reals all go
+        through it: the same transforms with the same per-image probability, independent
+        draws for every image and every pass."""
+        self.augment_stream.manual_seed(_stream_seed(self.seed, self.rank, step) ^ _AUGMENT_SALT)
+        return partial(diff_augment, policy=self.policy, generator=self.augment_stream,
+                       strength=self.augment_p)

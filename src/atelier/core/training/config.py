@@ -17,8 +17,8 @@ from atelier.core.augment import parse_policy
 # cadence...) may change between a run and its resumption.
 WEIGHT_PARAMETERS = (
     "seed", "batch_size", "latent_dim", "g_width", "d_width", "lr_g", "lr_d",
-    "beta1", "beta2", "loss", "ema_kimg", "ema_rampup", "flip", "augment", "spectral_norm",
-    "r1_gamma", "r1_every", "conditional", "eval_samples", "select_by",
+    "beta1", "beta2", "loss", "ema_kimg", "ema_rampup", "flip", "augment", "augment_p",
+    "spectral_norm", "r1_gamma", "r1_every", "conditional", "eval_samples", "select_by",
 )
 
 
@@ -42,6 +42,7 @@ class TrainingConfig:
     ema_kimg: float
     ema_rampup: float
     augment: str
+    augment_p: float
     spectral_norm: bool
     r1_gamma: float
     r1_every: int
@@ -122,6 +123,8 @@ class TrainingConfig:
                      "ema_rampup", "r1_gamma"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if not 0 <= self.augment_p <= 1:
+            problems.append(f"augment_p must be in [0, 1], got {self.augment_p}")
         for name in ("lr_g", "lr_d"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be positive, got {getattr(self, name)}")

@@ -14,7 +14,6 @@ import copy
 import dataclasses
 import logging
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -24,7 +23,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from atelier.core.augment import diff_augment, parse_policy
 from atelier.core.models import Discriminator, Generator, GeneratorCheckpoint
 from atelier.core.training.batches import Batches
 from atelier.core.training.checkpoints import (
@@ -128,7 +126,6 @@ def train_gan(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
     batches = Batches(images, labels if num_classes else None, rank, world_size, device, config, memory_format)
     log_start(images, num_classes, device, len(batches), amp_dtype, config)
     g_train, d_train, d_frozen = _wrap_for_training(models, config.compile, device, world_size)
-    augment = partial(diff_augment, policy=parse_policy(config.augment))  # DiffAugment, both passes
     ema = MovingAverage(generator_ema, generator, config.ema_kimg, config.ema_rampup, config.batch_size)
     losses, progress = IntervalLosses(device, config.batch_size), tqdm(
         total=config.max_steps, initial=start_step, unit="step", desc="training",
@@ -139,6 +136,7 @@ def train_gan(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
         for step in range(start_step + 1, config.max_steps + 1):
             # ---------------------------------------------------------------- batch
             real, real_labels, z = batches.draw(step)  # fakes take the real batch's classes
+            augment = batches.augmentation(step)  # DiffAugment of all D sees: D, G and R1 passes
             # ---------------------------------------------------------------- D step
             with autocast():
                 fake = g_train(z, real_labels)  # one G forward serves both steps, as in DCGAN
