@@ -25,9 +25,23 @@ gives the same result):
 
 Each draw is per image. Enable it with ``training.augment: color,translation,cutout`` (any
 comma-separated subset, applied in the order written; ``none`` turns it off) in
-``conf/base/parameters_training.yml``. The D step augments its real and fake batches with
-:func:`augment_pair`; the G step augments its fakes with :func:`diff_augment` and the same
-policy, so D always judges augmented images.
+``conf/base/parameters_training.yml``, and set how often each transform is applied with
+``training.augment_p``. The training loop (``core/training/batches.py``,
+``Batches.augmentation``) hands every image the discriminator sees through one
+:func:`diff_augment` per pass: the D step's reals and fakes, the R1 penalty's reals and
+the G step's fakes, with the same policy and probability, independent draws per image and
+per pass, from a stream reseeded per step (a resumed run augments as an uninterrupted one).
+
+Why the probability matters (what leaks): at ``strength`` 1, the paper's setting, the
+discriminator never sees an image that was not transformed. Cutout is not invertible: no
+image it sees shows the whole picture, so nothing ties the generator to the un-augmented
+distribution where the transform hides it, and on a few thousand RGB icons a generator
+trained for 1,500 steps painted flat squares into its samples (``atelier.core.leak``
+measures them; ``benchmarks/README.md``, "The augmentation leak"). Applied with
+probability ``p < 1`` per image, the identity is part of the transformation family and
+the un-augmented images stay in what the discriminator judges: the condition under which
+Karras et al. (2020, "Training Generative Adversarial Networks with Limited Data",
+section 2.2) found augmentations non-leaking, in practice below about 0.8.
 """
 
 from __future__ import annotations
