@@ -1,7 +1,10 @@
-"""``atelier`` / ``python -m atelier``: ``kedro run`` (same options), or ``atelier gallery``.
+"""``atelier`` / ``python -m atelier``: ``kedro run`` (same options), ``atelier gallery``, or
+``atelier export``.
 
 ``atelier gallery [--host --port --model --ref --tracking-uri]`` serves the gallery page
-(:mod:`atelier.gallery.cli`); any other arguments go to Kedro's ``run`` command.
+(:mod:`atelier.gallery.cli`); ``atelier export onnx MODEL_URI OUT.onnx [--seeds --truncation
+--opset --force --tracking-uri]`` writes a generator as an ONNX file
+(:mod:`atelier.export_cli`); any other arguments go to Kedro's ``run`` command.
 """
 
 import sys
@@ -15,6 +18,10 @@ def main(*args, **kwargs) -> Any:
         from atelier.gallery.cli import main as gallery
 
         sys.exit(gallery(argv[1:]))
+    if argv[:1] == ["export"]:
+        from atelier.export_cli import main as export
+
+        sys.exit(export(argv[1:]))
 
     from kedro.framework.cli.utils import find_run_command
     from kedro.framework.project import configure_project

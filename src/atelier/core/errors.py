@@ -31,3 +31,25 @@ class TrainingDivergedError(AtelierError):
 
 class InceptionWeightsNotFoundError(AtelierError):
     """The FID Inception weights are neither in the torch hub cache nor at the configured path."""
+
+
+class GeneratorNotFoundError(AtelierError):
+    """A model URI or generator file names no generator: no such file, registered model,
+    version, alias or run, or one that holds no Atelier generator."""
+
+
+class ExportError(AtelierError):
+    """A generator cannot be exported as asked (:mod:`atelier.core.export`)."""
+
+
+class ExportTargetExistsError(ExportError):
+    """The export's output file exists already: pass ``force`` (``--force``) to replace it."""
+
+
+class GeneratorTooOldError(ExportError):
+    """A generator file lacks what the export needs (written by an older Atelier, or not by
+    Atelier), or has configuration keys this Atelier does not know."""
+
+
+class ExportMismatchError(ExportError):
+    """The exported ONNX graph does not reproduce the PyTorch generator's images."""

@@ -105,6 +105,9 @@ class Generator(nn.Module):
     where an embedding entry is near 0) and needs nothing beyond the embedding.
     """
 
+    #: The architecture's name, as the ONNX export records it (:mod:`atelier.core.export`).
+    architecture = "dcgan"
+
     def __init__(
         self, resolution: int, channels: int, latent_dim: int, g_width: int, num_classes: int = 0
     ) -> None:
@@ -234,14 +237,19 @@ class Discriminator(nn.Module):
         return self.head(features).view(-1) + projection
 
 
+#: The keys of every generator ``config``, and the optional ones (``Generator.config``).
+GENERATOR_CONFIG_KEYS = frozenset({"resolution", "channels", "latent_dim", "g_width"})
+OPTIONAL_CONFIG_KEYS = frozenset({"num_classes"})
+
+
 def build_generator(config: dict) -> Generator:
     """Rebuild a generator from the ``config`` saved with its weights (see ``Generator.config``).
 
     ``num_classes`` is optional (absent: unconditional), so configs saved before
     conditioning existed still load.
     """
-    required = {"resolution", "channels", "latent_dim", "g_width"}
-    if not required <= set(config) <= required | {"num_classes"}:
+    required = GENERATOR_CONFIG_KEYS
+    if not required <= set(config) <= required | OPTIONAL_CONFIG_KEYS:
         raise ValueError(
             f"A generator config needs exactly the keys {sorted(required)}, plus 'num_classes' "
             f"for a class-conditional generator; got {sorted(config)}."

@@ -1,5 +1,5 @@
 """File helpers shared by core and the Kedro glue: crash-safe writes, content hashes, the
-dataset identity (:func:`dataset_hash`)."""
+dataset identity (:func:`dataset_hash`), the weights' identity (:func:`state_dict_sha256`)."""
 
 from __future__ import annotations
 
@@ -64,4 +64,24 @@ def dataset_hash(paths: list[str], sha256s: list[str]) -> str:
     digest = hashlib.sha256()
     for path, sha in sorted(zip(paths, sha256s, strict=True)):
         digest.update(f"{path}\0{sha}\n".encode())
+    return digest.hexdigest()
+
+
+def state_dict_sha256(state_dict: dict) -> str:
+    """sha256 over a state dict's names, dtypes, shapes and raw tensor bytes, in key order.
+
+    Unlike hashing a ``torch.save`` file, this depends only on the weights themselves. The
+    run's ``generator_sha256`` tag and the ONNX export's metadata hold this value.
+    """
+    import torch
+
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name]
+        if not isinstance(tensor, torch.Tensor):
+            digest.update(f"{name}={tensor!r}".encode())
+            continue
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()

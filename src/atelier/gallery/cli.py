@@ -48,12 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         store = configured_store(args.tracking_uri)
-        missing = store.missing_sqlite_file()
-        if missing is not None:
-            raise LookupError(
-                f"The tracking store {store.tracking_uri} does not exist yet ({missing} is "
-                "missing), so no generator is registered there. Run `make train` first, or "
-                "point --tracking-uri (or MLFLOW_TRACKING_URI) at the store that holds one.")
+        store.require_existing()
         from atelier.tracking import connect_registry
 
         versions = connect_registry(args.model, store.tracking_uri, store.registry_uri)

@@ -44,6 +44,16 @@ class TrackingStore:
                     return path
         return None
 
+    def require_existing(self) -> None:
+        """Raise ``LookupError`` (saying what to do) when the store is a SQLite file that does
+        not exist yet: opening it would create an empty store, which holds no generator."""
+        missing = self.missing_sqlite_file()
+        if missing is not None:
+            raise LookupError(
+                f"The tracking store {self.tracking_uri} does not exist yet ({missing} is "
+                "missing), so no generator is registered there. Run `make train` first, or "
+                "point --tracking-uri (or MLFLOW_TRACKING_URI) at the store that holds one.")
+
 
 def configured_store(tracking_uri: str | None = None, start: Path | None = None) -> TrackingStore:
     """The tracking store to read: ``tracking_uri`` when given, else ``MLFLOW_TRACKING_URI``,

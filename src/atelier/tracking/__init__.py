@@ -16,6 +16,9 @@ exported here; the catalog names the datasets; ``settings.py`` registers the hoo
 - :mod:`~atelier.tracking.datasets`: the run's images as MLflow datasets.
 - :mod:`~atelier.tracking.versions`: the registered versions and aliases, loaded for
   drawing (``RegisteredVersions``, ``connect_registry``: the gallery's reader).
+- :mod:`~atelier.tracking.export`: the generator a model URI names (``atelier export
+  onnx``), and the ONNX file the registration logs beside the pyfunc model
+  (``registration.onnx``).
 """
 
 from atelier.tracking.hooks import LineageHook

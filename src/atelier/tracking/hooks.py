@@ -33,8 +33,8 @@ import torch
 from kedro.framework.hooks import hook_impl
 from kedro.io import DatasetError
 
+from atelier.core.storage import state_dict_sha256
 from atelier.tracking.datasets import log_image_datasets
-from atelier.tracking.lineage import state_dict_sha256
 
 logger = logging.getLogger(__name__)
 

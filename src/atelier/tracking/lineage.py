@@ -4,12 +4,12 @@
   and the DVC hashes of the checkout when a pipeline loads it; the ``record_lineage`` node
   combines them with the manifest into the run's ``lineage`` (one dict, computed once,
   passed to registration as data and tagged on the run by :mod:`atelier.tracking.hooks`).
-- :func:`folder_files` and :func:`state_dict_sha256` serve ``atelier.reproduce``.
+- :func:`folder_files` serves ``atelier.reproduce`` (which also compares weights with
+  :func:`atelier.core.storage.state_dict_sha256`, as the run's ``generator_sha256`` tag does).
 """
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,22 +122,3 @@ def folder_files(folder: str | Path) -> dict[str, str]:
         for file in sorted(folder.rglob("*"))
         if file.is_file()
     }
-
-
-def state_dict_sha256(state_dict: dict) -> str:
-    """sha256 over a state dict's names, dtypes, shapes and raw tensor bytes, in key order.
-
-    Unlike hashing a ``torch.save`` file, this depends only on the weights themselves.
-    """
-    import torch
-
-    digest = hashlib.sha256()
-    for name in sorted(state_dict):
-        tensor = state_dict[name]
-        if not isinstance(tensor, torch.Tensor):
-            digest.update(f"{name}={tensor!r}".encode())
-            continue
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()

@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 #: Where the run keeps the model card: the catalog's ``model_card`` entry
 #: (``conf/base/catalog.yml``) logs ``data/08_reporting/model_card.md`` at the artifact root.
 MODEL_CARD_ARTIFACT = "model_card.md"
+#: The name of the pyfunc model in its run: ``runs:/<run_id>/generator``.
+LOGGED_MODEL_NAME = "generator"
 
 
 def generator_signature(config: dict) -> ModelSignature:
@@ -81,7 +83,7 @@ def log_generator_model(generator: GeneratorCheckpoint, model_name: str):
         weights = Path(tmp) / f"{GENERATOR_ARTIFACT}.pt"
         generator.save(weights)
         return mlflow.pyfunc.log_model(
-            name="generator",
+            name=LOGGED_MODEL_NAME,
             python_model=GeneratorModel(),
             artifacts={GENERATOR_ARTIFACT: str(weights)},
             signature=generator_signature(generator.config),
@@ -102,8 +104,11 @@ def register_generator_version(generator: GeneratorCheckpoint, metrics: dict, li
     through :func:`promote_if_better`, ``champion`` when it beats the current one
     (``rescore`` scores a champion that changed after the evaluation, see
     :func:`~atelier.tracking.promotion.promote_if_better`); its description is
-    :func:`version_description`. Returns the registration record: model name, version, run
-    id, model URI, lineage, the decision and its reason (also tagged on the run).
+    :func:`version_description`. With ``registration["onnx"]`` the ONNX export and its seed
+    latents are logged to the run under ``onnx/`` first (their ``runs:/`` URIs are tagged on
+    the version as ``onnx_uri`` and ``onnx_latents_uri``). Returns the registration record:
+    model name, version, run id, model URI, the ONNX URIs, lineage, the decision and its
+    reason (also tagged on the run).
     """
     run = mlflow.active_run()
     if run is None:
@@ -113,6 +118,8 @@ def register_generator_version(generator: GeneratorCheckpoint, metrics: dict, li
         )
     client = MlflowClient()
     model_name = registration["model_name"]
+    # First: a generator the export refuses stops the registration before any version exists.
+    onnx = _log_onnx(generator) if registration.get("onnx") else {}
     info = log_generator_model(generator, model_name)
     version = str(info.registered_model_version)
     lineage = lineage_tags(lineage)
@@ -124,6 +131,7 @@ def register_generator_version(generator: GeneratorCheckpoint, metrics: dict, li
         "run_id": run.info.run_id,
         "best_step": str(generator.step),
         "generator_variant": generator.variant,
+        **onnx,
         **lineage,
     }
     if metrics.get("inception_weights_warning"):
@@ -141,7 +149,16 @@ def register_generator_version(generator: GeneratorCheckpoint, metrics: dict, li
                      "registration.promoted": str(decision.promote).lower(),
                      "registration.reason": decision.reason})
     return {**decision_record(model_name, version, decision), "run_id": run.info.run_id,
-            "model_uri": f"models:/{model_name}/{version}", **lineage}
+            "model_uri": f"models:/{model_name}/{version}", **onnx, **lineage}
+
+
+def _log_onnx(generator: GeneratorCheckpoint) -> dict[str, str]:
+    """``registration.onnx``: the ONNX export logged to the run (:mod:`~atelier.tracking.export`,
+    imported here: it imports ``onnx`` and ONNX Runtime, a second that only this step pays,
+    and it reads registered generators through this module)."""
+    from atelier.tracking.export import log_onnx_export
+
+    return log_onnx_export(generator)
 
 
 def log_model_scores(model_id: str, metrics: dict, lineage: dict[str, str],
@@ -238,15 +255,22 @@ class ModelRegistry:
     def version(self, model_name: str, version: str) -> RegisteredGenerator:
         """Registered ``version`` of ``model_name`` and its generator."""
         with tempfile.TemporaryDirectory() as tmp:
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{model_name}/{version}", dst_path=tmp,
-                tracking_uri=self._client.tracking_uri)
-            files = list(Path(local).rglob(f"{GENERATOR_ARTIFACT}.pt"))
-            if not files:
-                raise FileNotFoundError(f"Model {model_name} version {version} holds no "
-                                        f"{GENERATOR_ARTIFACT}.pt artifact; was it logged by Atelier?")
-            generator = GeneratorCheckpoint.load(files[0])
+            generator = GeneratorCheckpoint.load(download_generator_file(
+                f"models:/{model_name}/{version}", tmp, self._client.tracking_uri))
         return RegisteredGenerator(str(version), generator)
+
+
+def download_generator_file(model_uri: str, destination: str | Path,
+                            tracking_uri: str | None = None) -> Path:
+    """Download the model ``model_uri`` (``models:/...``, ``runs:/<run_id>/generator``) into
+    ``destination`` and return the path of its generator file."""
+    local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(destination),
+                                                tracking_uri=tracking_uri)
+    files = sorted(Path(local).rglob(f"{GENERATOR_ARTIFACT}.pt"))
+    if not files:
+        raise FileNotFoundError(f"{model_uri} holds no {GENERATOR_ARTIFACT}.pt artifact; was it "
+                                "logged by Atelier?")
+    return files[0]
 
 
 class ModelRegistryDataset(ReadOnlyDataset[ModelRegistry]):

@@ -39,8 +39,9 @@ from mlflow.tracking import MlflowClient
 
 from atelier.core.metrics import SCORE_NAMES
 from atelier.core.models import GeneratorCheckpoint
+from atelier.core.storage import state_dict_sha256
 from atelier.tracking.hooks import REPRODUCES_ENV
-from atelier.tracking.lineage import dvc_data_version, folder_files, git_state, state_dict_sha256
+from atelier.tracking.lineage import dvc_data_version, folder_files, git_state
 
 COMPARED_METRICS = SCORE_NAMES
 RERUN_PIPELINES = "data_ingestion,preprocessing,training,evaluation"

@@ -1,4 +1,5 @@
-"""Registration: log the EMA generator as a pyfunc model, register it, promote it if better."""
+"""Registration: log the EMA generator as a pyfunc model (and, with ``registration.onnx``, as
+an ONNX file), register it, promote it if better."""
 
 from .pipeline import create_pipeline
 

@@ -62,6 +62,7 @@ def write_model_card(
         f"- git commit: `{record.get('git_commit', 'unknown')}`  ",
         f"- data version: `{record.get('data_version', 'unknown')}`  ",
         f"- load it: `mlflow.pyfunc.load_model(\"{record['model_uri']}\")`",
+        *_onnx_lines(record),
         "",
         "## Samples",
         "",
@@ -97,6 +98,21 @@ def write_model_card(
         for key, value in sorted(values.items()):
             lines.append(f"| {section}.{key} | {value} |")
     return "\n".join(lines) + "\n"
+
+
+def _onnx_lines(record: dict) -> list[str]:
+    """The model card's section on the ONNX export (``registration.onnx``), when it was
+    logged: the file and its seed latents are artifacts of the same run, under ``onnx/``."""
+    if not record.get("onnx_uri"):
+        return []
+    file, latents = (uri.split("/", 2)[2] for uri in (record["onnx_uri"], record["onnx_latents_uri"]))
+    return ["", "## Outside Python (ONNX)", "",
+            f"[{file}]({file}) (`{record['onnx_uri']}`): this generator as an ONNX file for ONNX "
+            "Runtime and game engines, checked against PyTorch at registration. "
+            f"[{latents}]({latents}) (`{record['onnx_latents_uri']}`): the latents of the seeds "
+            "the gallery shows first, to draw their images outside Python. Download: "
+            f"`mlflow artifacts download -u {record['onnx_uri']} -d .` (README, \"Using a "
+            "generator outside Python\")."]
 
 
 def _selection_sentence(metrics: dict, training: dict) -> str:
