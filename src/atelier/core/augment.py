@@ -36,8 +36,8 @@ Why the probability matters (what leaks): at ``strength`` 1, the paper's setting
 discriminator never sees an image that was not transformed. Cutout is not invertible: no
 image it sees shows the whole picture, so nothing ties the generator to the un-augmented
 distribution where the transform hides it, and on a few thousand RGB icons a generator
-trained for 1,500 steps painted flat squares into its samples (``atelier.core.leak``
-measures them; ``benchmarks/README.md``, "The augmentation leak"). Applied with
+trained for 1,500 steps painted white squares into its samples (the sample grids in
+``benchmarks/README.md``, "Image quality at equal steps"). Applied with
 probability ``p < 1`` per image, the identity is part of the transformation family and
 the un-augmented images stay in what the discriminator judges: the condition under which
 Karras et al. (2020, "Training Generative Adversarial Networks with Limited Data",
