@@ -7,8 +7,9 @@ hundred steps) and trained on small RGB icons with cutout at its full size. Two 
 - the root cause: under the recipe the discriminator also receives images that cutout did
   not touch, in every pass (D reals and fakes, G fakes). With ``augment_p`` 1, as the recipe
   shipped before, every image it ever saw was cut out, and a generator trained for 1,500
-  steps on real icons painted flat squares into its samples (benchmarks/README.md, "The
-  augmentation leak"); that takes longer than CI allows to develop, so CI checks the cause;
+  steps on real icons painted white squares into its samples (benchmarks/README.md, "Image
+  quality at equal steps"); that takes longer than CI allows to develop, so CI checks the
+  cause;
 - the symptom: the samples hold flat, edged square patches (``atelier.core.leak``) no more
   often than the real images do.
 """
