@@ -4,11 +4,12 @@ Every image the discriminator sees (the D step's reals and fakes, the R1 reals, 
 fakes) goes through the same policy with the same per-image probability
 ``training.augment_p``, with independent draws per image and per pass, from a stream
 reseeded per step (so a resumed run augments exactly as an uninterrupted one). The
-discriminator's ``forward`` is instrumented, and the generator's training forward too:
-with ``cutout`` alone, an image went through the transform exactly when pixels that were
-not 0 before are 0 in every channel (real pixels are ``k / 127.5 - 1`` for integer k,
-never 0; a young generator's output can hold exact zeros, so fakes are compared with the
-generator's output of that step).
+discriminator's ``forward`` is instrumented, and the generator's training forward too
+(``training_cases.record_training_passes``): with ``cutout`` alone, an image went through
+the transform exactly when a block of pixels that were not 0 before is 0 in every channel
+(``training_cases.cut_out``; real pixels are ``k / 127.5 - 1`` for integer k, never 0; a
+young generator's output can hold exact zeros, so fakes are compared with the generator's
+output of that step).
 """
 
 from __future__ import annotations
@@ -18,33 +19,17 @@ import torch
 from training_cases import (  # noqa: F401 (one_thread: an autouse fixture)
     DATA_HASH,
     assert_identical,
+    cut_out,
     one_thread,
+    record_training_passes,
     synthetic_images,
     tiny_params,
 )
 
-from atelier.core.models import Discriminator, Generator
 from atelier.core.training import TrainingConfig, train_gan
 
 PASSES = ("d_real", "d_fake", "r1_real", "g_fake")  # the order of D's calls in one step
 STEPS, BATCH = 24, 16
-
-
-def _record(monkeypatch, module: type, calls: list[torch.Tensor], *, output: bool) -> None:
-    forward = module.forward
-
-    def recording_forward(self, inputs, labels=None):
-        result = forward(self, inputs, labels)
-        if torch.is_grad_enabled():  # training passes only, not sampling or recalibration
-            calls.append((result if output else inputs).detach().clone())
-        return result
-
-    monkeypatch.setattr(module, "forward", recording_forward)
-
-
-def _cut_out(augmented: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
-    """Per image: did cutout zero part of it?"""
-    return ((augmented == 0) & (original != 0)).all(dim=1).flatten(1).any(dim=1)
 
 
 _RECORDED: dict[float, dict[str, list[torch.Tensor]]] = {}
@@ -64,14 +49,13 @@ def _recorded_training(tmp_path, augment_p: float) -> dict[str, list[torch.Tenso
                          augment_p=augment_p, r1_gamma=1.0, r1_every=1, spectral_norm=True,
                          loss="hinge", checkpoint_every=0)
     with pytest.MonkeyPatch.context() as monkeypatch:
-        _record(monkeypatch, Discriminator, seen, output=False)
-        _record(monkeypatch, Generator, generated, output=True)
+        record_training_passes(monkeypatch, seen, generated)
         train_gan(synthetic_images(64, channels=3), TrainingConfig.from_params(params),
                   data_hash=DATA_HASH)
     # D real, D fake, R1, G: nothing else calls D; one generator forward per step.
     assert len(seen) == STEPS * len(PASSES) and len(generated) == STEPS
     passes = {name: seen[i::len(PASSES)] for i, name in enumerate(PASSES)}
-    return {name: [_cut_out(batch, generated[step] if "fake" in name else torch.ones_like(batch))
+    return {name: [cut_out(batch, generated[step] if "fake" in name else None)
                    for step, batch in enumerate(inputs)] for name, inputs in passes.items()}
 
 

@@ -19,11 +19,15 @@ from __future__ import annotations
 import pytest
 import torch
 from kedro.config import OmegaConfigLoader
-from training_cases import PROJECT_ROOT, one_thread  # noqa: F401 (one_thread: autouse)
+from training_cases import (  # noqa: F401 (one_thread: an autouse fixture)
+    PROJECT_ROOT,
+    cut_out,
+    one_thread,
+    record_training_passes,
+)
 
 from atelier.core.generate import generate_images
 from atelier.core.leak import square_patch_fraction
-from atelier.core.models import Discriminator, Generator
 from atelier.core.training import TrainingConfig, train_gan
 from atelier.settings import CONFIG_LOADER_ARGS
 
@@ -60,21 +64,7 @@ def test_studio_recipe_shows_the_discriminator_clean_images_and_paints_no_square
                   device="cpu", precision="fp32", eval_every=0, sample_every=0,
                   checkpoint_every=0, checkpoint_dir=str(tmp_path / "checkpoints"))
     seen, generated = [], []
-    discriminator_forward, generator_forward = Discriminator.forward, Generator.forward
-
-    def recording_discriminator(self, images, labels=None):
-        if torch.is_grad_enabled():
-            seen.append(images.detach().clone())
-        return discriminator_forward(self, images, labels)
-
-    def recording_generator(self, z, labels=None):
-        images = generator_forward(self, z, labels)
-        if torch.is_grad_enabled():
-            generated.append(images.detach().clone())
-        return images
-
-    monkeypatch.setattr(Discriminator, "forward", recording_discriminator)
-    monkeypatch.setattr(Generator, "forward", recording_generator)
+    record_training_passes(monkeypatch, seen, generated)
     icons = _icons()
     result = train_gan(icons, TrainingConfig.from_params(params), data_hash="studio-leak")
     passes = 3 + (1 if params["r1_gamma"] else 0)
@@ -82,14 +72,8 @@ def test_studio_recipe_shows_the_discriminator_clean_images_and_paints_no_square
     d_real, d_fake, g_fake = seen[0::passes], seen[1::passes], seen[passes - 1::passes]
     for name, inputs, originals in (("D real", d_real, None), ("D fake", d_fake, generated),
                                     ("G fake", g_fake, generated)):
-        untouched = []
-        for step, batch in enumerate(inputs):
-            before = torch.ones_like(batch) if originals is None else originals[step]
-            zeroed = ((batch == 0) & (before != 0)).all(dim=1, keepdim=True).float()
-            # Cutout leaves at least an 8 x 8 zero block (a corner-clipped square); the zero
-            # fill of translation is a strip at most 4 px wide: a 5 x 5 zero block is cutout.
-            cut = torch.nn.functional.avg_pool2d(zeroed, 5, stride=1).flatten(1).amax(dim=1) == 1
-            untouched.append(~cut)
+        untouched = [~cut_out(batch, None if originals is None else originals[step])
+                     for step, batch in enumerate(inputs)]
         share = float(torch.cat(untouched).float().mean())
         # 1 - augment_p of the images escape cutout (0.5 at the recipe's 0.5; 0 at p = 1).
         assert abs(share - (1 - params["augment_p"])) < 0.06, (name, share)

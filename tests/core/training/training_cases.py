@@ -89,3 +89,34 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def record_training_passes(monkeypatch: pytest.MonkeyPatch, discriminator_inputs: list,
+                           generator_outputs: list) -> None:
+    """Append what every training pass of D receives, and what every training forward of G
+    returns, to the two lists (passes under ``no_grad``, sampling and batch-norm
+    recalibration, are left out)."""
+    from atelier.core.models import Discriminator, Generator
+
+    for module, calls, output in ((Discriminator, discriminator_inputs, False),
+                                  (Generator, generator_outputs, True)):
+        forward = module.forward
+
+        def recording_forward(self, inputs, labels=None, _forward=forward, _calls=calls,
+                              _output=output):
+            result = _forward(self, inputs, labels)
+            if torch.is_grad_enabled():
+                _calls.append((result if _output else inputs).detach().clone())
+            return result
+
+        monkeypatch.setattr(module, "forward", recording_forward)
+
+
+def cut_out(augmented: torch.Tensor, before: torch.Tensor | None = None) -> torch.Tensor:
+    """Per image: did DiffAugment's cutout zero part of it? Cutout leaves at least an 8 x 8
+    zero block at 32 px (a corner-clipped square); translation's zero fill is a strip at most
+    4 px wide, so a 5 x 5 block of pixels that were not 0 ``before`` (real pixels never are:
+    ``before`` None) and are 0 in every channel now is cutout's."""
+    before = torch.ones_like(augmented) if before is None else before
+    zeroed = ((augmented == 0) & (before != 0)).all(dim=1, keepdim=True).float()
+    return torch.nn.functional.avg_pool2d(zeroed, 5, stride=1).flatten(1).amax(dim=1) == 1
