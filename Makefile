@@ -1,7 +1,8 @@
 # Atelier's two commands. Both create .venv when it is missing and install the project.
 #   make train   install, write the bundled sample if data/01_raw/images is empty, run the
 #                main job (kedro run --pipeline=train)
-#   make test    install with the test extras and run the whole test suite
+#   make test    install with the test extras (and, with apt-get, Chromium and PostgreSQL
+#                where missing) and run the whole test suite
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -41,7 +42,12 @@ sample: install
 train: sample
 	$(KEDRO) run --pipeline=train
 
+# The suite's system packages (Chromium, PostgreSQL's server binaries) are installed with
+# apt-get where missing; Debian keeps PostgreSQL's server binaries out of PATH.
 test: install-test
+	bash scripts/install_test_packages.sh
+	command -v initdb >/dev/null || \
+		export PATH="$$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1):$$PATH"; \
 	$(PYTHON) -m pytest
 
 # Offline stand-in for pytorch-fid's Inception weights (NOT the real FID network; see README).

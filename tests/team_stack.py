@@ -114,7 +114,7 @@ def postgres_server() -> Iterator[str]:
     if not (initdb and pg_ctl):
         raise FileNotFoundError("PostgreSQL's server binaries (initdb, pg_ctl) are not on PATH nor "
                                 "in /usr/lib/postgresql/*/bin: install them, e.g. "
-                                "`apt-get install postgresql` (.ci/run does it).")
+                                "`apt-get install postgresql` (make test does it).")
     owner = _cluster_owner()
     # Not under pytest's tmp_path: as root that is private to root, and the cluster's owner
     # must reach its data directory and socket folder.
