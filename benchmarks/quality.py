@@ -74,6 +74,7 @@ from atelier.core.metrics import (
     feature_statistics,
     load_inception,
 )
+from atelier.core.metrics.config import SELECTION_SEED_OFFSET
 from atelier.core.models import Discriminator, Generator
 from atelier.core.training import TrainingConfig, train_gan
 
@@ -389,7 +390,7 @@ def main() -> None:
     scorer = GeneratorScorer(inception, selection, num_samples=min(200, args.samples) if args.quick
                              else yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_training.yml")
                                                  .read_text())["training"]["eval_samples"],
-                             dims=args.dims, seed_offset=evaluation["seed_offset"],
+                             dims=args.dims, seed_offset=SELECTION_SEED_OFFSET,
                              kid_subsets=evaluation["kid_subsets"],
                              kid_subset_size=evaluation["kid_subset_size"])
     machine = {"cpu": cpu_model(), "torch": torch.__version__, "threads": torch.get_num_threads(),
