@@ -61,22 +61,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import yaml
 
-from atelier.core.generate import generate_batches, generate_images, image_grid
+from atelier.core.generate import generate_images, image_grid
 from atelier.core.leak import square_patch_fraction
 from atelier.core.metrics import (
+    EvaluationConfig,
     GeneratorScorer,
-    compute_fid,
-    compute_kid,
-    extract_features,
-    feature_statistics,
+    ReferenceStatistics,
     load_inception,
+    reference_statistics,
+    score_generator,
 )
-from atelier.core.metrics.config import SELECTION_SEED_OFFSET
-from atelier.core.models import Discriminator, Generator
+from atelier.core.models import Generator
 from atelier.core.training import TrainingConfig, train_gan
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from seed_recipe import shuffled_batches, train_seed_recipe  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PACKAGE, PACKAGE_VERSION = "emoji-datasource-google", "16.0.0"
@@ -159,37 +160,15 @@ def load_emoji(data_dir: Path, train_budget: int = TRAIN_BUDGET) -> dict:
 
 # ----------------------------------------------------------------------------- recipes
 
-def train_seed_recipe(images: torch.Tensor, steps: int, seed: int,
-                      device: torch.device) -> tuple[Generator, float]:
-    """PyTorch's examples/dcgan loop on ``images`` (uint8); returns (raw generator, images/s)."""
-    torch.manual_seed(seed)
-    generator = Generator(RESOLUTION, 3, SEED_RECIPE["latent_dim"], SEED_RECIPE["g_width"]).to(device)
-    discriminator = Discriminator(RESOLUTION, 3, SEED_RECIPE["d_width"]).to(device)
+def train_dcgan(images: torch.Tensor, steps: int, seed: int,
+                device: torch.device) -> tuple[Generator, float]:
+    """The seed recipe (``seed_recipe.py``) on ``images`` (uint8); returns (raw generator, images/s)."""
     images = images.to(device)
-    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    optimizer_g = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    batch, step, seen = SEED_RECIPE["batch_size"], 0, 0
-    start = time.perf_counter()
-    while step < steps:
-        order = torch.randperm(len(images))  # DataLoader(shuffle=True), drop_last=False
-        for first in range(0, len(images), batch):
-            real = images[order[first:first + batch].to(device)].float().div_(127.5).sub_(1)  # ToTensor + Normalize(0.5, 0.5)
-            # D: BCE(D(x), 1) then BCE(D(G(z).detach()), 0), gradients accumulated, one step
-            discriminator.zero_grad()
-            F.softplus(-discriminator(real)).mean().backward()
-            fake = generator(torch.randn(len(real), SEED_RECIPE["latent_dim"], device=device))
-            F.softplus(discriminator(fake.detach())).mean().backward()
-            optimizer_d.step()
-            # G: BCE(D(G(z)), 1) through the updated D
-            generator.zero_grad()
-            F.softplus(-discriminator(fake)).mean().backward()
-            optimizer_g.step()
-            step, seen = step + 1, seen + len(real)
-            if step == steps:
-                break
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return generator.eval(), seen / (time.perf_counter() - start)
+    generator, speed, _ = train_seed_recipe(
+        lambda: shuffled_batches(images, SEED_RECIPE["batch_size"], device), steps,
+        resolution=RESOLUTION, channels=3, latent_dim=SEED_RECIPE["latent_dim"],
+        g_width=SEED_RECIPE["g_width"], d_width=SEED_RECIPE["d_width"], seed=seed, device=device)
+    return generator, speed
 
 
 def training_parameters(recipe: str, steps: int, seed: int, checkpoint_dir: Path,
@@ -234,17 +213,15 @@ def train_atelier(recipe: str, images: torch.Tensor, steps: int, seed: int,
 
 # ----------------------------------------------------------------------------- scoring
 
-def score(generator: Generator, reference: np.ndarray, inception, dims: int, samples: int,
-          evaluation: dict) -> dict:
-    """FID and KID of ``samples`` generated images against the held-out features."""
+def score(generator: Generator, reference: ReferenceStatistics, inception, config: EvaluationConfig,
+          samples: int) -> dict:
+    """FID and KID of ``samples`` generated images (the scoring seeds) against the held-out
+    statistics, as the evaluation scores (``score_generator``), and the leak measure."""
     seeds = range(SAMPLE_SEED_OFFSET, SAMPLE_SEED_OFFSET + samples)
-    device = next(inception.parameters()).device
-    features = extract_features(inception, generate_batches(generator.to(device), seeds, 50, device),
-                                dims=dims, total=samples, description="Inception (generated)").features
-    fid = compute_fid(*feature_statistics(features), *feature_statistics(reference))
-    kid, _ = compute_kid(features, reference, evaluation["kid_subsets"], evaluation["kid_subset_size"])
+    scores = score_generator(generator, reference, inception, config, seeds=seeds,
+                             inception_score=False, description="generated")
     squares = square_patch_fraction(generate_images(generator.cpu(), seeds))
-    return {"fid": fid, "kid": kid, "square_patches": squares}
+    return {"fid": scores["fid"], "kid": scores["kid"], "square_patches": squares}
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -369,6 +346,9 @@ def main() -> None:
         args.train_images, args.selection_images = min(args.train_images, 100), min(args.selection_images, 20)
     torch.set_num_threads(args.threads)
     evaluation = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_evaluation.yml").read_text())["evaluation"]
+    # conf/base's KID subsets, at the benchmark's dims, batches of 50, no statistics cache
+    config = EvaluationConfig.from_params({**evaluation, "fid_dims": args.dims, "batch_size": 50,
+                                           "reference_cache_dir": None, "num_samples": args.samples})
 
     data = load_emoji(args.data_dir, args.train_images)
     train = torch.from_numpy(data["train"])
@@ -385,17 +365,16 @@ def main() -> None:
     inception = load_inception(args.weights, "auto", standin_dir=args.data_dir / "inception")
     weights = inception.weights
     label = f"{args.dims}" if weights.is_official else f"{args.dims} (STAND-IN weights: NOT FID)"
-    reference = extract_features(inception, torch.from_numpy(data["held_out"]).split(50), dims=args.dims,
-                                 total=HELD_OUT, description="Inception (held-out)").features
-    scorer = GeneratorScorer(inception, selection, num_samples=min(200, args.samples) if args.quick
-                             else yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_training.yml")
-                                                 .read_text())["training"]["eval_samples"],
-                             dims=args.dims, seed_offset=SELECTION_SEED_OFFSET,
-                             kid_subsets=evaluation["kid_subsets"],
-                             kid_subset_size=evaluation["kid_subset_size"])
+    reference = reference_statistics(torch.from_numpy(data["held_out"]), inception, config)
+    # Model selection as the training node builds it (the selection seeds), but against all
+    # of the selection images rather than eval_samples of them.
+    scorer = GeneratorScorer(inception, selection, config, num_samples=min(200, args.samples)
+                             if args.quick else yaml.safe_load(
+                                 (PROJECT_ROOT / "conf/base/parameters_training.yml").read_text()
+                             )["training"]["eval_samples"])
     machine = {"cpu": cpu_model(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
-    selection_text = (f"model selection against all of them" if selection is train else
+    selection_text = ("model selection against all of them" if selection is train else
                       f"{len(train_atelier_images)} + {len(selection)} for model selection")
     print(f"data: {PACKAGE}@{PACKAGE_VERSION}, {data['files_in_package']} PNGs; {len(train)} training "
           f"images ({selection_text} in the Atelier recipes), {len(data['held_out'])} held out, "
@@ -416,13 +395,13 @@ def main() -> None:
             for recipe in args.recipes:
                 started = time.perf_counter()
                 if recipe == "dcgan":
-                    generator, speed = train_seed_recipe(train, args.steps, seed, device)
+                    generator, speed = train_dcgan(train, args.steps, seed, device)
                     info = {"selected_variant": "raw", "selected_step": args.steps}
                 else:
                     generator, speed, info = train_atelier(recipe, train_atelier_images, args.steps, seed,
                                                            scorer, Path(scratch) / "checkpoints",
                                                            overrides)
-                scores = score(generator, reference, inception, args.dims, args.samples, evaluation)
+                scores = score(generator, reference, inception, config, args.samples)
                 if args.grids:
                     args.grids.mkdir(parents=True, exist_ok=True)
                     image_grid(generate_images(generator, range(64))).save(

@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 import yaml
-from torch import nn
 from torchvision import datasets, transforms
 
-from atelier.core.models import Discriminator, Generator
 from atelier.core.training import TrainingConfig, train_gan
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from seed_recipe import train_seed_recipe  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,48 +54,17 @@ def image_transform(resolution: int, channels: int) -> transforms.Compose:
 
 
 def plain_recipe(root: Path, args: argparse.Namespace, params: dict, device: torch.device) -> float:
-    """PyTorch's examples/dcgan training loop; returns images/s after the warm-up steps."""
+    """PyTorch's examples/dcgan training loop (``seed_recipe.py``) on ImageFolder +
+    DataLoader batches; returns images/s after the warm-up steps."""
     dataset = datasets.ImageFolder(str(root), transform=image_transform(args.resolution, args.channels))
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True,
                                          num_workers=args.workers, drop_last=True)
-    torch.manual_seed(params["seed"])
-    generator = Generator(args.resolution, args.channels, params["latent_dim"], params["g_width"]).to(device)
-    discriminator = Discriminator(args.resolution, args.channels, params["d_width"]).to(device)
-    criterion = nn.BCEWithLogitsLoss()
-    betas = (params["beta1"], params["beta2"])
-    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=params["lr_d"], betas=betas)
-    optimizer_g = torch.optim.Adam(generator.parameters(), lr=params["lr_g"], betas=betas)
-    step, total = 0, args.warmup + args.steps
-    start = None
-    while step < total:
-        for real, _ in loader:
-            if step == args.warmup:
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                start = time.perf_counter()
-            real = real.to(device)
-            ones = torch.full((real.shape[0],), 1.0, device=device)
-            zeros = torch.full((real.shape[0],), 0.0, device=device)
-            # D: real then fake, as in the example
-            discriminator.zero_grad()
-            error_real = criterion(discriminator(real), ones)
-            error_real.backward()
-            fake = generator(torch.randn(real.shape[0], params["latent_dim"], device=device))
-            error_fake = criterion(discriminator(fake.detach()), zeros)
-            error_fake.backward()
-            optimizer_d.step()
-            # G
-            generator.zero_grad()
-            error_g = criterion(discriminator(fake), ones)
-            error_g.backward()
-            optimizer_g.step()
-            _ = (error_real + error_fake).item(), error_g.item()  # the example logs every step
-            step += 1
-            if step == total:
-                break
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return args.steps * args.batch_size / (time.perf_counter() - start)
+    _, speed, _ = train_seed_recipe(
+        lambda: (real for real, _ in loader), args.warmup + args.steps, resolution=args.resolution,
+        channels=args.channels, latent_dim=params["latent_dim"], g_width=params["g_width"],
+        d_width=params["d_width"], seed=params["seed"], device=device, lr=params["lr_d"],
+        betas=(params["beta1"], params["beta2"]), warmup=args.warmup, log_every_step=True)
+    return speed
 
 
 def atelier_loop(root: Path, args: argparse.Namespace, params: dict, checkpoints: Path) -> tuple[float, str]:

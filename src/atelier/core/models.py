@@ -39,13 +39,20 @@ from atelier.core.storage import write_atomically
 MAX_WIDTH_MULTIPLIER = 8
 
 
+def check_resolution(resolution: int) -> None:
+    """Refuse a resolution the networks cannot be built for (a power of two, at least 16),
+    naming ``preprocessing.resolution``; the preflight calls it before any node runs."""
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 16 \
+            or resolution & (resolution - 1):
+        raise ValueError(
+            f"preprocessing.resolution: DCGAN needs a power-of-two resolution of at least 16, "
+            f"got {resolution!r}. Set preprocessing.resolution to 32, 64, 128 or 256."
+        )
+
+
 def _layer_widths(resolution: int, width: int) -> list[int]:
     """Widths of the feature maps at 4 x 4, 8 x 8, ..., resolution / 2."""
-    if resolution < 16 or resolution & (resolution - 1):
-        raise ValueError(
-            f"DCGAN needs a power-of-two resolution of at least 16, got {resolution}. "
-            "Set preprocessing.resolution to 32, 64, 128 or 256."
-        )
+    check_resolution(resolution)
     stages = int(math.log2(resolution)) - 2
     return [width * min(2 ** (stages - 1 - i), MAX_WIDTH_MULTIPLIER) for i in range(stages)]
 

@@ -1,5 +1,5 @@
 """Reference statistics cached on disk (atelier.core.metrics.cache), through
-:func:`atelier.core.metrics.compute_metrics` and ``reference_statistics_of_images``.
+:func:`atelier.core.metrics.score_batches` and ``reference_statistics_of_images``.
 
 Inception runs with the stand-in weights (the ``standin_torch_home`` fixture); see
 test_inception.py.
@@ -30,15 +30,15 @@ class _ImagesSeen:
 def test_second_evaluation_reuses_reference_statistics_without_an_inception_pass(
         standin, tmp_path, caplog):
     reference, generated = digits(range(12)), digits(range(500, 510))
-    options = dict(dims=64, is_splits=2, kid_subsets=5, kid_subset_size=10, batch_size=50,
-                   cache_dir=tmp_path / "cache")
+    config = metrics.EvaluationConfig(fid_dims=64, is_splits=2, kid_subsets=5, kid_subset_size=10,
+                                      batch_size=50, reference_cache_dir=str(tmp_path / "cache"))
     seen = _ImagesSeen(standin)
     try:
-        first = metrics.compute_metrics([generated], reference, standin, **options)
+        first = metrics.score_batches([generated], reference, standin, config)
         assert seen.count == 12 + 10
         caplog.clear()
         with caplog.at_level("INFO", logger="atelier.core.metrics"):
-            second = metrics.compute_metrics([generated], reference, standin, **options)
+            second = metrics.score_batches([generated], reference, standin, config)
         assert seen.count == 12 + 10 + 10  # the generated images only
     finally:
         seen.close()
@@ -87,4 +87,4 @@ def test_changed_weights_recompute_the_reference_statistics(standin, tmp_path):
 
 
 # A trained generator scoring far below an untrained one is checked end to end, through
-# `kedro run --pipeline=train`, in tests/test_mlflow_tracking.py.
+# `kedro run --pipeline=train`, in tests/tracking/test_mlflow_tracking.py.

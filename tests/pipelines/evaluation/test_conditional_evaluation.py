@@ -11,12 +11,9 @@ from digit_cases import digits
 
 from atelier.core import metrics as core_metrics
 from atelier.core.generate import generate_images, image_grid
+from atelier.core.metrics import PER_CLASS_MIN_REFERENCE
 from atelier.core.models import Generator, GeneratorCheckpoint, load_generator
-from atelier.pipelines.evaluation.nodes import (
-    PER_CLASS_MIN_REFERENCE,
-    draw_sample_grids,
-    evaluate_generator,
-)
+from atelier.pipelines.evaluation.nodes import draw_sample_grids, evaluate_generator
 
 CONFIG = {"resolution": 32, "channels": 1, "latent_dim": 16, "g_width": 8}
 CLASSES = ("a", "b", "c", "rare")

@@ -15,7 +15,7 @@ from conftest import make_project_copy, run_kedro, test_env, tiny_params
 from digit_cases import digits
 from mlflow.tracking import MlflowClient
 
-from atelier.core.metrics import GeneratorScorer
+from atelier.core.metrics import EvaluationConfig, GeneratorScorer
 from atelier.core.models import GeneratorCheckpoint, load_generator
 
 UNSTABLE = {
@@ -62,12 +62,12 @@ def test_the_registered_generator_is_the_best_scored_not_the_last(tmp_path, stan
     assert f"step {best_step}" in (project / "data/08_reporting/model_card.md").read_text()
 
     # The registered weights are the ones that scored best: scoring them again, with the
-    # same scorer settings, gives the recorded score.
+    # same scorer settings (against the training images, from the selection seeds), gives
+    # the recorded score.
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TORCH_HOME", str(standin_torch_home))
-        params = {"inception_weights": "auto", "device": "cpu", "fid_dims": 64, "seed_offset": 1000000,
-                  "batch_size": 50, "kid_subsets": 5, "kid_subset_size": 50,
-                  "reference_cache_dir": None}
-        scorer = GeneratorScorer.from_evaluation_params(params, primary["images"][400:], 30)
+        config = EvaluationConfig(device="cpu", fid_dims=64, kid_subsets=5, kid_subset_size=50,
+                                  reference_cache_dir=None)
+        scorer = GeneratorScorer.for_selection(config, primary["images"][:400], 30)
         again = scorer(load_generator(saved))
     assert again["kid"] == pytest.approx(curve[(best_step, best_variant)], rel=1e-4)

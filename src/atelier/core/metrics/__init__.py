@@ -10,6 +10,11 @@ One network, two steps, as in stylegan2-ada-pytorch's ``metrics/`` and torch-fid
 2. **Statistics.** :func:`compute_fid` (:mod:`.fid`), :func:`compute_inception_score`
    (:mod:`.inception_score`) and :func:`compute_kid` (:mod:`.kid`) work on those arrays only.
 
+The scoring recipe built from them is written once, in :mod:`.scoring`
+(:func:`score_generator`, :func:`score_batches`, :func:`score_features`, model selection's
+:class:`GeneratorScorer`, :func:`score_classes`), with the settings of one validated
+:class:`EvaluationConfig` (:mod:`.config`, ``params:evaluation``).
+
 Inception sees exactly what pytorch-fid feeds it: uint8 -> float ``x / 255`` (torchvision's
 ``ToTensor``), grayscale repeated to RGB (PIL's ``convert('RGB')``), then, inside the
 network, a bilinear resize to 299 x 299 (``align_corners=False``) and ``2x - 1``. So FID
@@ -24,7 +29,7 @@ weights' sha256; weights that are not the official file (whose sha256 starts wit
 Reference statistics (the real images' mean, covariance and features) are cached on disk
 under a key naming everything they depend on: the reference images' content hash, their
 resolution, the feature dims and the weights' sha256. Callers ask for metrics; the cache
-(:mod:`.cache`) is an internal detail of :func:`compute_metrics` and
+(:mod:`.cache`) is an internal detail of the scoring functions and
 :func:`compute_fid_between_folders`.
 
 Command line (comparable to ``python -m pytorch_fid``; :mod:`.cli`)::
@@ -33,15 +38,9 @@ Command line (comparable to ``python -m pytorch_fid``; :mod:`.cli`)::
     python -m atelier.core.metrics is DIR [--splits N]
 """
 
-from __future__ import annotations
-
-import os
-from collections.abc import Iterable
-
-import torch
-
 from atelier.core.metrics.cache import ReferenceStatistics, reference_statistics_of_images
 from atelier.core.metrics.cli import main
+from atelier.core.metrics.config import SELECTION_SEED_OFFSET, EvaluationConfig
 from atelier.core.metrics.features import InceptionFeatures, extract_features
 from atelier.core.metrics.fid import compute_fid, feature_statistics
 from atelier.core.metrics.folders import (
@@ -51,14 +50,11 @@ from atelier.core.metrics.folders import (
 )
 from atelier.core.metrics.inception import (
     DOWNLOAD_TIMEOUT_S,
-    FID_DIMS,
-    NUM_CLASSES,
     OFFICIAL_WEIGHTS_SHA256_PREFIX,
     WEIGHT_SETTINGS,
     WEIGHTS_FILENAME,
     FIDInception,
     InceptionWeights,
-    build_fid_inception_network,
     hub_weights_path,
     load_evaluation_inception,
     load_inception,
@@ -67,12 +63,20 @@ from atelier.core.metrics.inception import (
 )
 from atelier.core.metrics.inception_score import compute_inception_score
 from atelier.core.metrics.kid import compute_kid
+from atelier.core.metrics.network import FID_DIMS, NUM_CLASSES, build_fid_inception_network
 from atelier.core.metrics.scoring import (
+    PER_CLASS_MIN_REFERENCE,
+    PER_CLASS_MIN_SAMPLES,
     SCORE_NAMES,
     GeneratorScorer,
     incompatibility,
+    reference_statistics,
+    score_batches,
     score_beside,
+    score_classes,
+    score_features,
     score_generator,
+    selection_reference,
 )
 
 __all__ = [
@@ -80,9 +84,13 @@ __all__ = [
     "FID_DIMS",
     "NUM_CLASSES",
     "OFFICIAL_WEIGHTS_SHA256_PREFIX",
+    "PER_CLASS_MIN_REFERENCE",
+    "PER_CLASS_MIN_SAMPLES",
     "SCORE_NAMES",
+    "SELECTION_SEED_OFFSET",
     "WEIGHT_SETTINGS",
     "WEIGHTS_FILENAME",
+    "EvaluationConfig",
     "FIDInception",
     "GeneratorScorer",
     "InceptionFeatures",
@@ -94,52 +102,22 @@ __all__ = [
     "compute_inception_score",
     "compute_inception_score_of_folder",
     "compute_kid",
-    "compute_metrics",
-    "incompatibility",
-    "score_beside",
-    "score_generator",
     "extract_features",
     "feature_statistics",
     "hub_weights_path",
+    "incompatibility",
     "list_image_files",
     "load_evaluation_inception",
     "load_inception",
     "main",
+    "reference_statistics",
     "reference_statistics_of_images",
     "resolve_device",
     "resolve_inception_weights",
+    "score_batches",
+    "score_beside",
+    "score_classes",
+    "score_features",
+    "score_generator",
+    "selection_reference",
 ]
-
-
-def compute_metrics(generated: Iterable[torch.Tensor], reference: torch.Tensor,
-                    inception: FIDInception, *, num_generated: int | None = None,
-                    dims: int = 2048, is_splits: int = 10, kid_subsets: int = 100,
-                    kid_subset_size: int = 1000, batch_size: int = 50,
-                    cache_dir: str | os.PathLike | None = None) -> dict:
-    """FID, IS and KID of generated images against reference (real) images.
-
-    ``generated``: uint8 batches (B x C x H x W), e.g. produced on the fly on the GPU;
-    ``reference``: a uint8 tensor N x C x H x W, whose statistics are cached under
-    ``cache_dir``. One Inception pass over the generated images serves all three metrics.
-    Returns ``fid``, ``inception_score``, ``inception_score_std``, ``kid``, ``kid_std``,
-    ``num_samples``, ``num_reference``, ``dims``, ``inception_weights_sha256`` and
-    ``inception_weights_warning`` (None for the official weights).
-    """
-    reference_stats = reference_statistics_of_images(inception, reference, dims, batch_size,
-                                                     cache_dir)
-    samples = extract_features(inception, generated, dims=dims, logits=True, total=num_generated,
-                               description="Inception features (generated)")
-    fid = compute_fid(*feature_statistics(samples.features), reference_stats.mu,
-                      reference_stats.sigma)
-    inception_score, inception_score_std = compute_inception_score(samples.logits, is_splits)
-    kid, kid_std = compute_kid(samples.features, reference_stats.features, kid_subsets,
-                               kid_subset_size)
-    scores = (fid, inception_score, inception_score_std, kid, kid_std)
-    return {
-        **dict(zip(SCORE_NAMES, scores, strict=True)),
-        "num_samples": len(samples.features),
-        "num_reference": len(reference_stats.features),
-        "dims": dims,
-        "inception_weights_sha256": inception.weights.sha256,
-        "inception_weights_warning": inception.weights.warning,
-    }

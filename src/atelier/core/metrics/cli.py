@@ -18,12 +18,8 @@ from atelier.core.metrics.folders import (
     compute_fid_between_folders,
     compute_inception_score_of_folder,
 )
-from atelier.core.metrics.inception import (
-    FID_DIMS,
-    WEIGHTS_FILENAME,
-    load_inception,
-    resolve_device,
-)
+from atelier.core.metrics.inception import WEIGHTS_FILENAME, load_inception, resolve_device
+from atelier.core.metrics.network import FID_DIMS
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from atelier.core.metrics.inception import FID_DIMS, FIDInception
+from atelier.core.metrics.inception import FIDInception
+from atelier.core.metrics.network import FID_DIMS
 
 
 @dataclass(frozen=True)

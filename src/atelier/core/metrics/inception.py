@@ -20,6 +20,7 @@ import functools
 import logging
 import os
 import socket
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -27,17 +28,12 @@ from urllib.parse import urlparse
 import torch
 import torch.nn.functional as F
 import torchvision
-from pytorch_fid.inception import (
-    FID_WEIGHTS_URL,
-    FIDInceptionA,
-    FIDInceptionC,
-    FIDInceptionE_1,
-    FIDInceptionE_2,
-    InceptionV3,
-)
+from pytorch_fid.inception import FID_WEIGHTS_URL, InceptionV3
 from torch import nn
 
 from atelier.core.errors import InceptionWeightsNotFoundError
+from atelier.core.metrics.network import build_fid_inception_network
+from atelier.core.metrics.standin import standin_weights_path, write_standin_weights
 from atelier.core.storage import file_sha256
 
 logger = logging.getLogger(__name__)
@@ -45,8 +41,6 @@ logger = logging.getLogger(__name__)
 WEIGHTS_FILENAME = Path(urlparse(FID_WEIGHTS_URL).path).name  # pt_inception-2015-12-05-6726825d.pth
 # torch hub names files <name>-<first 8 hex digits of their sha256>.<ext>.
 OFFICIAL_WEIGHTS_SHA256_PREFIX = "6726825d"
-FID_DIMS = tuple(InceptionV3.BLOCK_INDEX_BY_DIM)  # (64, 192, 768, 2048)
-NUM_CLASSES = 1008
 # A failed download must not hang an offline machine: each socket operation of the one
 # download attempt gives up after this many seconds.
 DOWNLOAD_TIMEOUT_S = 30
@@ -167,8 +161,6 @@ def _official_or_standin_path(setting: str, standin_dir: str | os.PathLike | Non
     except InceptionWeightsNotFoundError:
         if setting == "official" or standin_dir is None:
             raise
-    from atelier.core.metrics.standin import standin_weights_path, write_standin_weights
-
     standin = standin_weights_path(standin_dir)
     if not standin.is_file():
         logger.warning("!!! The official FID Inception weights are neither at %s nor "
@@ -181,26 +173,7 @@ def _official_or_standin_path(setting: str, standin_dir: str | os.PathLike | Non
 
 
 # --- network --------------------------------------------------------------------------
-
-
-def build_fid_inception_network() -> torchvision.models.Inception3:
-    """pytorch-fid's ``fid_inception_v3()`` architecture (1008 classes), without its weights.
-
-    The same patched blocks, in the same places, as ``pytorch_fid.inception.fid_inception_v3``;
-    its state dict has exactly the keys of the FID weights file.
-    """
-    network = torchvision.models.inception_v3(
-        weights=None, aux_logits=False, num_classes=NUM_CLASSES, init_weights=False)
-    network.Mixed_5b = FIDInceptionA(192, pool_features=32)
-    network.Mixed_5c = FIDInceptionA(256, pool_features=64)
-    network.Mixed_5d = FIDInceptionA(288, pool_features=64)
-    network.Mixed_6b = FIDInceptionC(768, channels_7x7=128)
-    network.Mixed_6c = FIDInceptionC(768, channels_7x7=160)
-    network.Mixed_6d = FIDInceptionC(768, channels_7x7=160)
-    network.Mixed_6e = FIDInceptionC(768, channels_7x7=192)
-    network.Mixed_7b = FIDInceptionE_1(1280)
-    network.Mixed_7c = FIDInceptionE_2(2048)
-    return network
+# The architecture is atelier.core.metrics.network's (the stand-in builds the same one).
 
 
 class FIDInception(nn.Module):
@@ -279,11 +252,10 @@ def load_inception(weights: str | os.PathLike | None = "auto",
     return _load_network(str(weights.path), weights.sha256, str(resolve_device(device)))
 
 
-def load_evaluation_inception(evaluation: dict) -> FIDInception:
-    """The FID Inception for an ``evaluation`` parameters dict: its ``inception_weights``
-    (auto, official or a path) on its ``device``; when ``auto`` needs the stand-in, it is
-    built in ``reference_cache_dir`` (a temporary folder when that is null)."""
-    import tempfile
-
-    standin_dir = evaluation["reference_cache_dir"] or Path(tempfile.gettempdir()) / "atelier-inception"
-    return load_inception(evaluation["inception_weights"], evaluation["device"], standin_dir)
+def load_evaluation_inception(config) -> FIDInception:
+    """The FID Inception of an :class:`~atelier.core.metrics.config.EvaluationConfig`: its
+    ``inception_weights`` (auto, official or a path) on its ``device``; when ``auto`` needs
+    the stand-in, it is built in ``reference_cache_dir`` (a temporary folder when that is
+    null)."""
+    standin_dir = config.reference_cache_dir or Path(tempfile.gettempdir()) / "atelier-inception"
+    return load_inception(config.inception_weights, config.device, standin_dir)

@@ -1,90 +1,134 @@
-"""Scores of generators against reference images: the evaluation's, side by side, and the
-quick ones of model selection during training.
+"""The one scoring recipe: images (of a generator, or any uint8 batches) against reference
+images, with the settings of one :class:`~atelier.core.metrics.config.EvaluationConfig`.
 
-:func:`score_generator` is the evaluation (FID, IS, KID of ``evaluation.num_samples``
-images from fixed seeds); :func:`score_beside` scores another generator (the champion)
-the same way, or says why it cannot be scored on these images. :class:`GeneratorScorer`
-computes the reference statistics once (from the cache when they
-are there), then, for each generator it is called with, generates ``num_samples`` images
-from fixed seeds and returns its FID and KID against them: the same seeds every time, so
-scores at different steps compare the weights, not the noise.
+Every score in Atelier is computed here: model selection during training
+(:class:`GeneratorScorer`), the evaluation and the champion beside it
+(:func:`score_generator`, :func:`score_beside`), the per-class scores of a
+class-conditional generator (:func:`score_classes`), the benchmarks. The recipe:
+
+1. the reference images' Inception statistics (mean, covariance, features), from the
+   cache (:mod:`.cache`, keyed by the images' content, resolution, dims and weights) when
+   it holds them;
+2. one Inception pass over the generated images (:func:`~.features.extract_features`),
+   with the classifier logits only when the Inception Score is wanted;
+3. :func:`score_features`: FID (:mod:`.fid`), KID (:mod:`.kid`) and IS
+   (:mod:`.inception_score`) from those arrays.
+
+A generator's images come from fixed seeds (the evaluation's ``config.seeds()``, or model
+selection's from :data:`~.config.SELECTION_SEED_OFFSET` on), one image per seed, so two
+scores of one generator on the same seeds compare weights, not noise.
 """
 
 from __future__ import annotations
 
-import os
+import logging
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
 
-from atelier.core.generate import generate_batches
-from atelier.core.metrics.cache import reference_statistics_of_images
-from atelier.core.metrics.features import extract_features
+from atelier.core.generate import generate_batches, generate_images
+from atelier.core.metrics.cache import ReferenceStatistics, reference_statistics_of_images
+from atelier.core.metrics.config import SELECTION_SEED_OFFSET, EvaluationConfig
+from atelier.core.metrics.features import InceptionFeatures, extract_features
 from atelier.core.metrics.fid import compute_fid, feature_statistics
 from atelier.core.metrics.inception import FIDInception, load_evaluation_inception
+from atelier.core.metrics.inception_score import compute_inception_score
 from atelier.core.metrics.kid import compute_kid
+
+logger = logging.getLogger(__name__)
 
 #: The scores every evaluation reports, under these names everywhere: metrics.json, the
 #: MLflow run's metrics, the registered version's tags, the model card.
 SCORE_NAMES = ("fid", "inception_score", "inception_score_std", "kid", "kid_std")
 
+# A class is scored on its own (``per_class``) only with at least this many reference
+# images: below it, its FID and KID say more about the handful of images than the generator.
+PER_CLASS_MIN_REFERENCE = 10
+# Images generated per class for ``per_class``, at the least.
+PER_CLASS_MIN_SAMPLES = 10
 
-class GeneratorScorer:
-    """``scorer(generator) -> {"fid": float, "kid": float}`` against ``reference`` images."""
 
-    def __init__(self, inception: FIDInception, reference: torch.Tensor, *, num_samples: int,
-                 dims: int = 2048, seed_offset: int = 0, batch_size: int = 50,
-                 kid_subsets: int = 100, kid_subset_size: int = 1000,
-                 cache_dir: str | os.PathLike | None = None) -> None:
-        if num_samples < 2:
-            raise ValueError(f"Scoring a generator needs at least 2 samples, got {num_samples}.")
-        self.inception, self.dims, self.batch_size = inception, dims, batch_size
-        self.seeds = range(seed_offset, seed_offset + num_samples)
-        self.kid_subsets, self.kid_subset_size = kid_subsets, kid_subset_size
-        self.reference = reference_statistics_of_images(inception, reference, dims, batch_size,
-                                                        cache_dir)
+def reference_statistics(reference: torch.Tensor | ReferenceStatistics, inception: FIDInception,
+                         config: EvaluationConfig) -> ReferenceStatistics:
+    """``reference``'s statistics: as given, or computed from (or read from the cache for)
+    a uint8 ``N x C x H x W`` tensor at ``config.fid_dims``."""
+    if isinstance(reference, ReferenceStatistics):
+        return reference
+    if len(reference) < 2:
+        raise ValueError(f"Scoring needs at least 2 reference images, got {len(reference)}.")
+    return reference_statistics_of_images(inception, reference, config.fid_dims,
+                                          config.batch_size, config.reference_cache_dir)
 
-    @torch.no_grad()
-    def __call__(self, generator: nn.Module) -> dict[str, float]:
+
+def score_features(samples: InceptionFeatures, reference: ReferenceStatistics,
+                   config: EvaluationConfig) -> dict[str, float]:
+    """FID and KID (with its std) of ``samples`` against ``reference``, and the Inception
+    Score (with its std) when ``samples`` carries logits."""
+    scores = {"fid": compute_fid(*feature_statistics(samples.features), reference.mu,
+                                 reference.sigma)}
+    scores["kid"], scores["kid_std"] = compute_kid(samples.features, reference.features,
+                                                   config.kid_subsets, config.kid_subset_size)
+    if samples.logits is not None:
+        scores["inception_score"], scores["inception_score_std"] = compute_inception_score(
+            samples.logits, config.is_splits)
+    return scores
+
+
+def score_batches(batches: Iterable[torch.Tensor], reference: torch.Tensor | ReferenceStatistics,
+                  inception: FIDInception, config: EvaluationConfig, *, total: int | None = None,
+                  inception_score: bool = True, description: str = "generated") -> dict:
+    """Score uint8 image ``batches`` (e.g. generated on the fly on the GPU) against
+    ``reference`` images: the scores of :func:`score_features` (all of
+    :data:`SCORE_NAMES` with ``inception_score``, else ``fid``, ``kid``, ``kid_std``), and
+    ``num_samples``, ``num_reference``, ``dims``, ``inception_weights_sha256`` and
+    ``inception_weights_warning`` (None for the official weights)."""
+    statistics = reference_statistics(reference, inception, config)
+    samples = extract_features(inception, batches, dims=config.fid_dims, logits=inception_score,
+                               total=total, description=f"Inception features ({description})")
+    return {
+        **score_features(samples, statistics, config),
+        "num_samples": len(samples.features),
+        "num_reference": len(statistics.features),
+        "dims": config.fid_dims,
+        "inception_weights_sha256": inception.weights.sha256,
+        "inception_weights_warning": inception.weights.warning,
+    }
+
+
+@torch.no_grad()
+def score_generator(generator: nn.Module, reference: torch.Tensor | ReferenceStatistics,
+                    inception: FIDInception, config: EvaluationConfig, *,
+                    seeds: Sequence[int] | None = None, labels: Sequence[int] | None = None,
+                    inception_score: bool = True, description: str = "generated",
+                    where: str = "inception") -> dict:
+    """:func:`score_batches` of ``generator``'s images from ``seeds`` (the evaluation's
+    ``config.seeds()`` by default), generated in eval mode in batches of
+    ``config.batch_size``: on the Inception's device (``where="inception"``, the generator
+    is moved there) or on the generator's own (``"generator"``, as model selection does
+    mid-training). ``labels``: one class per seed for a class-conditional generator
+    (default: :func:`~atelier.core.generate.cycled_labels`)."""
+    seeds = config.seeds() if seeds is None else seeds
+    if where == "inception":
+        device = next(inception.parameters()).device
+        generator = generator.to(device)
+    else:
         device = next(generator.parameters()).device
-        batches = generate_batches(generator, self.seeds, self.batch_size, device)
-        features = extract_features(self.inception, batches, dims=self.dims, total=len(self.seeds),
-                                    description="Inception features (model selection)").features
-        fid = compute_fid(*feature_statistics(features), self.reference.mu, self.reference.sigma)
-        kid, _ = compute_kid(features, self.reference.features, self.kid_subsets,
-                             self.kid_subset_size)
-        return {"fid": fid, "kid": kid}
-
-    @classmethod
-    def from_evaluation_params(cls, evaluation: dict, reference: torch.Tensor,
-                               num_samples: int) -> GeneratorScorer:
-        """A scorer configured like the evaluation (``params:evaluation``): its Inception
-        weights, device, ``fid_dims``, seeds, batch size, KID subsets and cache."""
-        if len(reference) < 2:
-            raise ValueError("Scoring during training needs at least 2 validation images; raise "
-                             "preprocessing.val_fraction or set training.eval_every=0.")
-        return cls(load_evaluation_inception(evaluation), reference, num_samples=num_samples,
-                   dims=evaluation["fid_dims"], seed_offset=evaluation["seed_offset"],
-                   batch_size=evaluation["batch_size"], kid_subsets=evaluation["kid_subsets"],
-                   kid_subset_size=evaluation["kid_subset_size"],
-                   cache_dir=evaluation["reference_cache_dir"])
+    if labels is None:
+        batches = generate_batches(generator, seeds, config.batch_size, device)
+    else:
+        batches = _labelled_batches(generator, seeds, labels, config.batch_size, device)
+    return score_batches(batches, reference, inception, config, total=len(seeds),
+                         inception_score=inception_score, description=description)
 
 
-def score_generator(generator: nn.Module, reference: torch.Tensor, inception: FIDInception,
-                    evaluation: dict) -> dict:
-    """FID, IS and KID (:func:`atelier.core.metrics.compute_metrics`) of ``evaluation``'s
-    ``num_samples`` images from seeds ``seed_offset, seed_offset + 1, ...`` against
-    ``reference``, with its ``fid_dims``, IS splits, KID subsets and reference cache."""
-    from atelier.core.metrics import compute_metrics
-
-    seeds = range(evaluation["seed_offset"], evaluation["seed_offset"] + evaluation["num_samples"])
-    device = next(inception.parameters()).device
-    return compute_metrics(
-        generate_batches(generator.to(device), seeds, evaluation["batch_size"], device), reference,
-        inception, num_generated=len(seeds), dims=evaluation["fid_dims"],
-        is_splits=evaluation["is_splits"], kid_subsets=evaluation["kid_subsets"],
-        kid_subset_size=evaluation["kid_subset_size"], batch_size=evaluation["batch_size"],
-        cache_dir=evaluation["reference_cache_dir"])
+def _labelled_batches(generator, seeds, labels, batch_size, device):
+    if len(labels) != len(seeds):
+        raise ValueError(f"Give one label per seed: {len(seeds)} seeds, {len(labels)} labels.")
+    for start in range(0, len(seeds), batch_size):
+        part = slice(start, start + batch_size)
+        yield generate_images(generator, seeds[part], batch_size=batch_size, device=device,
+                              labels=list(labels[part]))
 
 
 def incompatibility(generator: nn.Module, reference: torch.Tensor) -> str | None:
@@ -97,12 +141,94 @@ def incompatibility(generator: nn.Module, reference: torch.Tensor) -> str | None
 
 
 def score_beside(version: str, generator: nn.Module, reference: torch.Tensor,
-                 inception: FIDInception, evaluation: dict) -> dict:
-    """Another generator (a registered ``version``) scored exactly as :func:`score_generator`
-    scores the candidate: ``{"version", <SCORE_NAMES>}``, or ``{"version", "incompatible"}``
-    when its images cannot be compared with ``reference``."""
+                 inception: FIDInception, config: EvaluationConfig) -> dict:
+    """Another generator (a registered ``version``) scored exactly as the candidate is
+    (:func:`score_generator`, the same seeds): ``{"version", <SCORE_NAMES>}``, or
+    ``{"version", "incompatible"}`` when its images cannot be compared with ``reference``."""
     problem = incompatibility(generator, reference)
     if problem:
         return {"version": version, "incompatible": problem}
-    scores = score_generator(generator, reference, inception, evaluation)
+    scores = score_generator(generator, reference, inception, config)
     return {"version": version, **{key: scores[key] for key in SCORE_NAMES}}
+
+
+def score_classes(generator: nn.Module, class_names: Sequence[str], reference: torch.Tensor,
+                  reference_labels: torch.Tensor, reference_classes: Sequence[str],
+                  inception: FIDInception, config: EvaluationConfig) -> dict:
+    """FID and KID of a class-conditional ``generator``, class by class.
+
+    Each class's ``reference`` images (matched by class *name*: ``reference_labels`` index
+    ``reference_classes``, the generator's label ``i`` is ``class_names[i]``, so the data's
+    class order need not be the generator's) are scored against
+    ``max(config.num_samples // len(class_names),`` :data:`PER_CLASS_MIN_SAMPLES` ``)``
+    images generated with that class from the evaluation's seeds. Classes with fewer than
+    :data:`PER_CLASS_MIN_REFERENCE` reference images are left out (and logged). Few images
+    per class make these FIDs biased upwards: compare them with each other and across runs
+    of the same settings, not with the overall FID.
+
+    Returns:
+        ``{class_name: {"fid": float, "kid": float, "num_reference": int}}``.
+    """
+    seeds = config.seeds(max(config.num_samples // len(class_names), PER_CLASS_MIN_SAMPLES))
+    reference_classes = list(reference_classes)
+    scores, skipped = {}, []
+    for label, name in enumerate(class_names):
+        real = (reference[reference_labels == reference_classes.index(name)]
+                if name in reference_classes else reference[:0])
+        if len(real) < PER_CLASS_MIN_REFERENCE:
+            skipped.append(f"{name} ({len(real)})")
+            continue
+        result = score_generator(generator, real, inception, config, seeds=seeds,
+                                 labels=[label] * len(seeds), inception_score=False,
+                                 description=f"class {name}")
+        scores[name] = {"fid": result["fid"], "kid": result["kid"], "num_reference": len(real)}
+    if skipped:
+        logger.info("No per-class scores for classes with fewer than %d reference images: %s.",
+                    PER_CLASS_MIN_REFERENCE, ", ".join(skipped))
+    return scores
+
+
+def selection_reference(images: torch.Tensor, count: int) -> torch.Tensor:
+    """The training images model selection scores against: ``count`` of ``images`` (all
+    when there are fewer), evenly spaced through them, so the same data always gives the
+    same reference (and its cached statistics) while the Inception pass over it stays as
+    cheap as the samples' (``training.eval_samples``)."""
+    if count < 2 or len(images) < 2:
+        raise ValueError(f"Model selection needs at least 2 training images and "
+                         f"training.eval_samples >= 2; got {len(images)} images, {count}.")
+    if len(images) <= count:
+        return images
+    return images[torch.linspace(0, len(images) - 1, count).round().long()]
+
+
+class GeneratorScorer:
+    """Model selection's scorer: ``scorer(generator) -> {"fid", "kid"}`` of ``num_samples``
+    images from seeds :data:`~.config.SELECTION_SEED_OFFSET` on, against ``reference``
+    images (for model selection, training images: :meth:`for_selection`), computed
+    as :func:`score_generator` computes them, without the Inception Score. The reference
+    statistics are computed (or read from the cache) once, here."""
+
+    def __init__(self, inception: FIDInception, reference: torch.Tensor, config: EvaluationConfig,
+                 *, num_samples: int, seed_offset: int = SELECTION_SEED_OFFSET) -> None:
+        if num_samples < 2:
+            raise ValueError(f"Scoring a generator needs at least 2 samples, got {num_samples}.")
+        self.inception, self.config = inception, config
+        self.seeds = range(seed_offset, seed_offset + num_samples)
+        self.reference = reference_statistics(reference, inception, config)
+
+    @classmethod
+    def for_selection(cls, config: EvaluationConfig, training_images: torch.Tensor,
+                      num_samples: int) -> GeneratorScorer:
+        """The scorer model selection uses (``atelier.core.training.selection``):
+        ``num_samples`` images from the selection seeds against
+        :func:`selection_reference` of the ``training_images``, with ``config``'s Inception
+        weights, device, dims, batch size, KID subsets and cache."""
+        return cls(load_evaluation_inception(config),
+                   selection_reference(training_images, num_samples), config,
+                   num_samples=num_samples)
+
+    def __call__(self, generator: nn.Module) -> dict[str, float]:
+        scores = score_generator(generator, self.reference, self.inception, self.config,
+                                 seeds=self.seeds, inception_score=False,
+                                 description="model selection", where="generator")
+        return {"fid": scores["fid"], "kid": scores["kid"]}

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atelier.core.metrics.inception import build_fid_inception_network
+from atelier.core.metrics.network import build_fid_inception_network
 from atelier.core.storage import write_atomically
 
 CALIBRATION_IMAGES = 64

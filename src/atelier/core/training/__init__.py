@@ -22,11 +22,14 @@
         --data data/03_primary/images.pt --params conf/base/parameters_training.yml \\
         --output data/06_models/generator.pt [--set max_steps=20000 ...]
 
-  Rank 0 writes the EMA generator to ``--output`` as a
-  :class:`~atelier.core.models.GeneratorCheckpoint` (``load_generator`` reads it).
+  Rank 0 writes the selected generator (model selection's best, else the EMA of the last
+  step) to ``--output`` as a :class:`~atelier.core.models.GeneratorCheckpoint`
+  (``load_generator`` reads it).
 
-Checkpoints go to ``<training.checkpoint_dir>/<first 12 hex digits of the data hash>/``, so
-new images start a new run while a reverted dataset finds its own checkpoints again.
+Checkpoints go to ``<training.checkpoint_dir>/<key>/``, the key being 16 hex digits of the
+data hash, the image shape and every weight-shaping setting
+(:meth:`TrainingConfig.checkpoint_key`), so new images or settings start a new run while a
+reverted dataset finds its own checkpoints again.
 """
 
 from atelier.core.training.cli import main

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 def main(argv: list[str] | None = None) -> None:
     """Train on a primary images file with a YAML ``training:`` section; rank 0 writes the
-    EMA generator to ``--output`` as a ``GeneratorCheckpoint`` (read by ``load_generator``)."""
+    selected generator (the EMA of the last step without model selection) to ``--output``
+    as a ``GeneratorCheckpoint`` (read by ``load_generator``)."""
     parser = argparse.ArgumentParser(prog="python -m atelier.core.training",
                                      description="Train Atelier's DCGAN on a primary image file.")
     parser.add_argument("--data", required=True, help="primary images file (data/03_primary/images.pt)")
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
                              "evaluation.yml): with training.eval_every on, model selection "
                              "scores with its Inception weights; without it, selection is off")
     parser.add_argument("--output", default="data/06_models/generator.pt",
-                        help="where rank 0 writes the EMA generator (a GeneratorCheckpoint, "
+                        help="where rank 0 writes the selected generator (a GeneratorCheckpoint, "
                              "read by atelier.core.models.load_generator)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
                     "without model selection (the last EMA generator is written).")
         config = dataclasses.replace(config, eval_every=0)
     elif config.eval_every and int(os.environ.get("RANK", "0")) == 0:
-        scorer = _scorer(args.evaluation, primary, config)
+        scorer = _scorer(args.evaluation, images, config)
     run = partial(train_gan if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
                   else launch_training, images, config, data_hash=primary["data_hash"],
                   report=_log_report, labels=labels, scorer=scorer)
@@ -81,14 +82,14 @@ def main(argv: list[str] | None = None) -> None:
                  args.output)
 
 
-def _scorer(evaluation_file: str, primary: dict, config: TrainingConfig):
+def _scorer(evaluation_file: str, training_images: torch.Tensor, config: TrainingConfig):
     import yaml
 
-    from atelier.core.metrics import GeneratorScorer
+    from atelier.core.metrics import EvaluationConfig, GeneratorScorer
 
-    evaluation = yaml.safe_load(Path(evaluation_file).read_text())["evaluation"]
-    return GeneratorScorer.from_evaluation_params(
-        evaluation, primary["images"][primary["is_val"]], config.eval_samples)
+    evaluation = EvaluationConfig.from_params(
+        yaml.safe_load(Path(evaluation_file).read_text())["evaluation"])
+    return GeneratorScorer.for_selection(evaluation, training_images, config.eval_samples)
 
 
 def _log_report(step: int, metrics: dict[str, float], samples: torch.Tensor | None = None) -> None:

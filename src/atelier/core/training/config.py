@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from atelier.core.augment import parse_policy
+from atelier.core.params import as_bool, as_float, as_int, check_keys
 
 # Parameters that shape the weights (and what is kept as "best"): checkpoints are kept in a
 # folder keyed by them and the data, so a changed setting starts fresh and the same setting
@@ -67,30 +68,19 @@ class TrainingConfig:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> TrainingConfig:
         """Build and validate the config from the ``training`` parameters dict."""
-        names = [field.name for field in dataclasses.fields(cls)]
-        unknown = sorted(set(params) - set(names))
-        missing = sorted(set(names) - set(params))
-        if unknown:
-            raise ValueError(
-                f"Unknown training parameter(s) {unknown}. Known parameters: {names} "
-                "(see conf/base/parameters_training.yml)."
-            )
-        if missing:
-            raise ValueError(
-                f"Missing training parameter(s) {missing}; conf/base/parameters_training.yml "
-                "defines them all."
-            )
+        check_keys("training", params, cls, "conf/base/parameters_training.yml")
         values = {}
         for field in dataclasses.fields(cls):
             value = params[field.name]
+            key = f"training.{field.name}"
             if field.type == "int":
-                value = _as_int(field.name, value)
+                value = as_int(key, value)
             elif field.type == "float":
-                value = _as_float(field.name, value)
+                value = as_float(key, value)
             elif field.type == "bool":
-                value = _as_bool(field.name, value)
+                value = as_bool(key, value)
             elif field.type == "str | bool":
-                value = value if value == "auto" else _as_bool(field.name, value)
+                value = value if value == "auto" else as_bool(key, value)
             else:
                 value = str(value)
             values[field.name] = value
@@ -153,23 +143,3 @@ class TrainingConfig:
         if problems:
             raise ValueError("Invalid training parameters: " + "; ".join(problems) + ".")
 
-
-def _as_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not float(value).is_integer():
-        raise ValueError(f"training.{name} must be a whole number, got {value!r}.")
-    return int(float(value))
-
-
-def _as_float(name: str, value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"training.{name} must be a number, got {value!r}.") from None
-
-
-def _as_bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if str(value).lower() in ("true", "false"):
-        return str(value).lower() == "true"
-    raise ValueError(f"training.{name} must be true or false, got {value!r}.")

@@ -3,10 +3,17 @@
 GAN training often gets worse late (the discriminator overfits, the generator collapses),
 so the last weights are not the best ones. Every ``training.eval_every`` steps (and at the
 last step) the loop hands both generators, the EMA and the raw one, to a ``Scorer`` (an
-in-training FID/KID against the validation images, built by the caller from
-``atelier.core.metrics``), reports the scores (``eval_<metric>_<variant>``) and keeps a
-copy of the best weights by ``training.select_by`` (``kid`` or ``fid``, lower is better).
-The best copy travels in every checkpoint, so a resumed run remembers it.
+in-training FID/KID, built by the caller: ``atelier.core.metrics.GeneratorScorer``),
+reports the scores (``eval_<metric>_<variant>``) and keeps a copy of the best weights by
+``training.select_by`` (``kid`` or ``fid``, lower is better). The best copy travels in
+every checkpoint, so a resumed run remembers it.
+
+Honest selection: the scorer compares generators with *training* images
+(``atelier.core.metrics.selection_reference``), from seeds the evaluation never uses
+(``atelier.core.metrics.SELECTION_SEED_OFFSET`` on), as StyleGAN2-ADA's in-training
+metrics score against the training set. The validation split, on which the run reports
+its scores and promotion compares it with the champion, plays no part in choosing the
+generator, so the reported scores are not chosen on themselves.
 """
 
 from __future__ import annotations

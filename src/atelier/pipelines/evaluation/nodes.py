@@ -3,9 +3,10 @@ metrics and grids out.
 
 The candidate and the current champion are scored side by side, in one evaluation: the
 same validation images, Inception weights, sample count, seeds and feature dims. The
-metrics themselves (Inception features, FID, IS, KID, the reference-statistics cache) live
-in :mod:`atelier.core.metrics`; these nodes only load generators, pick the validation
-images and the seeds, and hand them over.
+scoring itself (Inception features, FID, IS, KID, per-class scores, the
+reference-statistics cache) is :mod:`atelier.core.metrics.scoring`'s, with the settings of
+one validated :class:`~atelier.core.metrics.EvaluationConfig`; these nodes only load
+generators, pick the validation images and hand them over.
 """
 
 from __future__ import annotations
@@ -16,16 +17,10 @@ import torch
 from PIL import Image
 
 from atelier.core import metrics as core_metrics
-from atelier.core.generate import class_names_of, draw_sample_grid, generate_images, image_grid
+from atelier.core.generate import class_names_of, draw_sample_grid, image_grid
 from atelier.core.models import GeneratorCheckpoint, load_generator
 
 logger = logging.getLogger(__name__)
-
-# A class is scored on its own (``per_class``) only with at least this many validation
-# images: below it, its FID and KID say more about the handful of images than the generator.
-PER_CLASS_MIN_REFERENCE = 10
-# Images generated per class for ``per_class``, at the least.
-PER_CLASS_MIN_SAMPLES = 10
 
 
 def fetch_champion(model_registry, registration: dict) -> dict:
@@ -58,10 +53,6 @@ def validation_images(primary_images: dict) -> torch.Tensor:
     return images
 
 
-def _seeds(evaluation: dict, count: int) -> range:
-    return range(evaluation["seed_offset"], evaluation["seed_offset"] + count)
-
-
 def evaluate_generator(generator: GeneratorCheckpoint, champion: dict, primary_images: dict,
                        evaluation: dict) -> dict:
     """Score the candidate, and the champion beside it, against the validation split.
@@ -81,27 +72,28 @@ def evaluate_generator(generator: GeneratorCheckpoint, champion: dict, primary_i
         evaluation, or ``{"version", "incompatible": why}`` when it cannot be scored on
         this data (another resolution or channel count). For a class-conditional
         candidate, also ``per_class``: ``{class_name: {"fid", "kid", "num_reference"}}``
-        for every class with at least :data:`PER_CLASS_MIN_REFERENCE` validation images
-        (see :func:`score_classes`).
+        for every class with at least ``PER_CLASS_MIN_REFERENCE`` validation images
+        (see :func:`atelier.core.metrics.score_classes`).
     """
+    config = core_metrics.EvaluationConfig.from_params(evaluation)
     # First, so that unusable weights stop the run before anything is generated.
-    inception = core_metrics.load_evaluation_inception(evaluation)
+    inception = core_metrics.load_evaluation_inception(config)
     reference = validation_images(primary_images)
     candidate = load_generator(generator)
     problem = core_metrics.incompatibility(candidate, reference)
     if problem:
         raise ValueError(f"The trained generator does not fit the validation data: {problem}. "
                          "Retrain it at this preprocessing.resolution and preprocessing.channels.")
-    metrics = core_metrics.score_generator(candidate, reference, inception, evaluation)
+    metrics = core_metrics.score_generator(candidate, reference, inception, config)
     metrics.update(generator_step=generator.step, generator_variant=generator.variant,
                    champion=None)
     if candidate.num_classes:
-        metrics["per_class"] = score_classes(candidate, class_names_of(generator),
-                                             primary_images, inception, evaluation)
+        metrics["per_class"] = _score_classes(candidate, class_names_of(generator),
+                                              primary_images, inception, config)
     if champion["version"] is not None:
         metrics["champion"] = core_metrics.score_beside(
             champion["version"], load_generator(champion["generator"]), reference, inception,
-            evaluation)
+            config)
         if "fid" in metrics["champion"]:
             logger.info("Side by side: candidate FID %.4f, champion (version %s) FID %.4f.",
                         metrics["fid"], champion["version"], metrics["champion"]["fid"])
@@ -111,61 +103,17 @@ def evaluate_generator(generator: GeneratorCheckpoint, champion: dict, primary_i
     return metrics
 
 
-def score_classes(candidate: torch.nn.Module, class_names: tuple[str, ...], primary_images: dict,
-                  inception: core_metrics.FIDInception, evaluation: dict) -> dict:
-    """FID and KID of a class-conditional generator, class by class.
-
-    Each class's validation images (matched by class name, so the data's class order need
-    not be the generator's) are the reference for ``max(num_samples // num_classes,``
-    :data:`PER_CLASS_MIN_SAMPLES` ``)`` images generated with that class from the
-    evaluation's seeds (``seed_offset, seed_offset + 1, ...``), at ``fid_dims``. Classes
-    with fewer than :data:`PER_CLASS_MIN_REFERENCE` validation images are left out (and
-    logged). Few images per class make these FIDs biased upwards: compare them with each
-    other and across runs of the same settings, not with the overall FID.
-
-    Returns:
-        ``{class_name: {"fid": float, "kid": float, "num_reference": int}}``.
-    """
+def _score_classes(candidate: torch.nn.Module, class_names: tuple[str, ...], primary_images: dict,
+                   inception: core_metrics.FIDInception,
+                   config: core_metrics.EvaluationConfig) -> dict:
+    """:func:`atelier.core.metrics.score_classes` on the validation split's classes."""
     if "labels" not in primary_images:
         logger.warning("primary_images has no class labels: no per-class scores.")
         return {}
     is_val = primary_images["is_val"]
-    reference, labels = primary_images["images"][is_val], primary_images["labels"][is_val]
-    data_classes = list(primary_images["class_names"])
-    seeds = _seeds(evaluation, max(evaluation["num_samples"] // len(class_names),
-                                   PER_CLASS_MIN_SAMPLES))
-    candidate = candidate.to(next(inception.parameters()).device)
-    scores, skipped = {}, []
-    for label, name in enumerate(class_names):
-        real = (reference[labels == data_classes.index(name)] if name in data_classes
-                else reference[:0])
-        if len(real) < PER_CLASS_MIN_REFERENCE:
-            skipped.append(f"{name} ({len(real)})")
-            continue
-        scores[name] = _score_class(candidate, label, seeds, real, inception, evaluation)
-    if skipped:
-        logger.info("No per-class scores for classes with fewer than %d validation images: %s.",
-                    PER_CLASS_MIN_REFERENCE, ", ".join(skipped))
-    return scores
-
-
-def _score_class(candidate: torch.nn.Module, label: int, seeds: range, real: torch.Tensor,
-                 inception: core_metrics.FIDInception, evaluation: dict) -> dict:
-    dims, batch_size = evaluation["fid_dims"], evaluation["batch_size"]
-    device = next(inception.parameters()).device
-    parts = [seeds[start:start + batch_size] for start in range(0, len(seeds), batch_size)]
-    generated = (generate_images(candidate, part, batch_size=batch_size, device=device,
-                                 labels=[label] * len(part)) for part in parts)
-    fake = core_metrics.extract_features(inception, generated, dims=dims, total=len(seeds),
-                                         description=f"Inception features (class {label})")
-    ref = core_metrics.extract_features(inception, real.split(batch_size), dims=dims,
-                                        total=len(real),
-                                        description=f"Inception features (validation, class {label})")
-    fid = core_metrics.compute_fid(*core_metrics.feature_statistics(fake.features),
-                                   *core_metrics.feature_statistics(ref.features))
-    kid, _ = core_metrics.compute_kid(fake.features, ref.features, evaluation["kid_subsets"],
-                                      evaluation["kid_subset_size"])
-    return {"fid": fid, "kid": kid, "num_reference": len(real)}
+    return core_metrics.score_classes(
+        candidate, class_names, primary_images["images"][is_val], primary_images["labels"][is_val],
+        primary_images["class_names"], inception, config)
 
 
 def draw_sample_grids(generator: GeneratorCheckpoint, primary_images: dict,
@@ -173,10 +121,11 @@ def draw_sample_grids(generator: GeneratorCheckpoint, primary_images: dict,
     """A grid of the first ``evaluation.grid_size`` scored samples (for a class-conditional
     generator one row per class, see :func:`~atelier.core.generate.draw_sample_grid`), and
     one of as many validation images, for looking at side by side."""
-    device = core_metrics.resolve_device(evaluation["device"])
+    config = core_metrics.EvaluationConfig.from_params(evaluation)
+    device = core_metrics.resolve_device(config.device)
     model = load_generator(generator, device)
-    generated = draw_sample_grid(model, _seeds(evaluation, evaluation["grid_size"]), device)
-    real = validation_images(primary_images)[: evaluation["grid_size"]]
+    generated = draw_sample_grid(model, config.seeds(config.grid_size), device)
+    real = validation_images(primary_images)[: config.grid_size]
     return generated, image_grid(real)
 
 

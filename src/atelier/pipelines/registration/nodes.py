@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from atelier.core.metrics import SCORE_NAMES, load_evaluation_inception, score_beside
+from atelier.core.metrics import (
+    SCORE_NAMES,
+    EvaluationConfig,
+    load_evaluation_inception,
+    score_beside,
+)
 from atelier.core.models import GeneratorCheckpoint, load_generator
 from atelier.tracking import register_generator_version
 
@@ -33,11 +38,13 @@ def register_generator(generator: GeneratorCheckpoint, metrics: dict, lineage: d
         The registration record: model name, version, run id, lineage, the decision, its
         reason and the champion scores it was taken on.
     """
+    config = EvaluationConfig.from_params(evaluation)
+
     def rescore(version: str) -> dict:
         champion = model_registry.version(registration["model_name"], version)
         reference = primary_images["images"][primary_images["is_val"]]
         return score_beside(version, load_generator(champion.generator), reference,
-                            load_evaluation_inception(evaluation), evaluation)
+                            load_evaluation_inception(config), config)
 
     return register_generator_version(generator, metrics, lineage, registration, rescore)
 

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from atelier.core.generate import draw_sample_grid
-from atelier.core.metrics import GeneratorScorer
+from atelier.core.metrics import EvaluationConfig, GeneratorScorer
 from atelier.core.models import GeneratorCheckpoint
 from atelier.core.training import Report, TrainingConfig, launch_training
 
@@ -31,8 +31,10 @@ def train_generator(primary_images: dict, training: dict, evaluation: dict,
             ``class_names``; the resolution and channels are the tensor's.
         training: ``params:training``.
         evaluation: ``params:evaluation``: with ``training.eval_every`` on, the EMA and the
-            raw generator are scored against the validation images with its Inception
-            weights, ``fid_dims`` and seeds, and the best is kept.
+            raw generator are scored with its Inception weights and ``fid_dims`` against
+            ``training.eval_samples`` training images, from seeds the evaluation never
+            uses, and the best is kept (the validation split stays for the evaluation:
+            ``atelier.core.training.selection``).
         training_reporter: Called every ``training.log_every`` steps with the losses (and
             sample grids, and in-training scores); the catalog's ``training_reporter``
             streams them to MLflow.
@@ -54,9 +56,9 @@ def train_generator(primary_images: dict, training: dict, evaluation: dict,
         check_classes(primary_images)
     train_rows = ~primary_images["is_val"]
     labels = primary_images.get("labels")
-    scorer = GeneratorScorer.from_evaluation_params(
-        evaluation, primary_images["images"][primary_images["is_val"]], config.eval_samples,
-    ) if config.eval_every else None
+    scorer = GeneratorScorer.for_selection(
+        EvaluationConfig.from_params(evaluation), primary_images["images"][train_rows],
+        config.eval_samples) if config.eval_every else None
     result = launch_training(
         primary_images["images"][train_rows], config, data_hash=primary_images["data_hash"],
         report=training_reporter, labels=None if labels is None else labels[train_rows],
