@@ -42,3 +42,16 @@ def test_missing_configured_weights_stop_the_run_before_any_node(kedro_project, 
 def test_a_bad_training_value_stops_the_run_before_any_node(kedro_project, tmp_path):
     squashed = _refused_before_any_node(kedro_project, tmp_path, {"training.augment_p": 1.5})
     assert "augment_pmustbein[0,1],got1.5" in squashed  # names the key and the value
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("override", "message"), [
+    ({"evaluation.is_splits": 0}, "evaluation.is_splitsmustbeatleast1,got0"),
+    ({"evaluation.fid_dims": 100}, "evaluation.fid_dimsmustbeoneof(64,192,768,2048)"),
+    ({"preprocessing.resolution": 48}, "preprocessing.resolution:DCGANneedsapower-of-two"),
+    ({"ingestion.max_file_bytes": 0}, "ingestion.max_file_bytesmustbeatleast1,got0"),
+])
+def test_a_bad_value_in_any_namespace_stops_the_run_before_any_node(kedro_project, tmp_path,
+                                                                    override, message):
+    squashed = _refused_before_any_node(kedro_project, tmp_path, override)
+    assert message in squashed  # names the key and the value

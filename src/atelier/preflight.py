@@ -1,11 +1,20 @@
-"""Checks that run before any node: a run that cannot finish stops before it trains.
+"""Checks that run before any node: a run that cannot finish stops before it does any work.
 
-- ``training.*``: a run that trains builds its ``TrainingConfig`` first, so a bad training
-  value (``training.augment_p=1.5``, an unknown policy...) stops the run before ingestion
-  and preprocessing, with the message that names the key.
-- ``evaluation.inception_weights: official`` (or a path) must resolve to a usable file
-  when the run evaluates or scores during training; ``auto`` never blocks (it falls back
-  to the labelled stand-in).
+Every parameter namespace a run's pipeline reads is validated first, so a bad value
+anywhere stops the run at once with a message naming the key, instead of after ingestion,
+preprocessing or training:
+
+- ``ingestion.*`` (when the run ingests): the source is named, the size limits are
+  positive whole numbers, ``allow_upscale`` is true or false;
+- ``preprocessing.*`` (when the run ingests or preprocesses): ``channels`` 1 or 3,
+  ``val_fraction`` in [0, 1), ``workers`` null or at least 1, and ``resolution`` one the
+  networks can be built for when the run also trains (a power of two, at least 16; a run
+  that only trains takes the resolution of the preprocessed tensor);
+- ``training.*`` (when the run trains): ``TrainingConfig.from_params``;
+- ``evaluation.*`` (when the run trains with model selection, evaluates or registers):
+  ``EvaluationConfig.from_params`` (``is_splits=0``, ``fid_dims=100``... are refused), and
+  ``inception_weights: official`` (or a path) must resolve to a usable file; ``auto``
+  never blocks (it falls back to the labelled stand-in).
 """
 
 from __future__ import annotations
@@ -15,33 +24,72 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from atelier.core.metrics import resolve_inception_weights
+from atelier.core.metrics import EvaluationConfig, resolve_inception_weights
+from atelier.core.models import check_resolution
+from atelier.core.params import as_bool, as_float, as_int
 from atelier.core.training import TrainingConfig
 
 logger = logging.getLogger(__name__)
 
-# Nodes that need the Inception weights.
-_SCORING_NODES = {"evaluate_generator", "train_generator"}
+# Which nodes read which namespace.
+_INGESTING = {"inspect_source"}
+_PREPROCESSING = {"inspect_source", "preprocess_images"}
+_TRAINING = {"train_generator"}
+_SCORING = {"train_generator", "evaluate_generator", "draw_sample_grids", "register_generator"}
+_INGESTION_LIMITS = ("max_archive_member_bytes", "max_archive_total_bytes", "max_archive_members",
+                     "max_image_pixels", "max_file_bytes")
+
+
+def check_ingestion(ingestion: dict) -> None:
+    """Refuse ``ingestion`` parameters the ingestion node would fail on, naming the key."""
+    if not str(ingestion.get("source") or "").strip():
+        raise ValueError("ingestion.source must name the image folder or archive "
+                         "(conf/base/parameters_data_ingestion.yml).")
+    for name in _INGESTION_LIMITS:
+        if as_int(f"ingestion.{name}", ingestion.get(name)) < 1:
+            raise ValueError(f"ingestion.{name} must be at least 1, got {ingestion.get(name)!r}.")
+    as_bool("ingestion.allow_upscale", ingestion.get("allow_upscale"))
+
+
+def check_preprocessing(preprocessing: dict, trains: bool) -> None:
+    """Refuse ``preprocessing`` parameters the preprocessing node (or, when the run
+    ``trains``, the networks) would fail on, naming the key."""
+    resolution = as_int("preprocessing.resolution", preprocessing.get("resolution"))
+    if trains:
+        check_resolution(resolution)
+    elif resolution < 1:
+        raise ValueError(f"preprocessing.resolution must be at least 1, got {resolution}.")
+    if as_int("preprocessing.channels", preprocessing.get("channels")) not in (1, 3):
+        raise ValueError("preprocessing.channels must be 1 (grayscale) or 3 (RGB), got "
+                         f"{preprocessing.get('channels')!r}.")
+    if not 0 <= as_float("preprocessing.val_fraction", preprocessing.get("val_fraction")) < 1:
+        raise ValueError("preprocessing.val_fraction must be in [0, 1), got "
+                         f"{preprocessing.get('val_fraction')!r}.")
+    workers = preprocessing.get("workers")
+    if workers is not None and as_int("preprocessing.workers", workers) < 1:
+        raise ValueError(f"preprocessing.workers must be null (all cores) or at least 1, got "
+                         f"{workers!r}.")
 
 
 class PreflightHook:
-    """Refuse, before the first node, a run with bad training parameters or whose Inception
-    weights cannot be had."""
+    """Refuse, before the first node, a run with a bad parameter in any namespace its
+    pipeline reads, or whose Inception weights cannot be had."""
 
     # tryfirst: refuse before kedro-mlflow's hook opens an MLflow run that would stay RUNNING.
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
         nodes = {node.name for node in pipeline.nodes}
-        if "train_generator" in nodes:
-            TrainingConfig.from_params(catalog.load("params:training"))  # raises naming the key
-        if not _SCORING_NODES & nodes:
+        trains = bool(_TRAINING & nodes)
+        if _INGESTING & nodes:
+            check_ingestion(catalog.load("params:ingestion"))
+        if _PREPROCESSING & nodes:  # a run that only trains takes the tensor's resolution
+            check_preprocessing(catalog.load("params:preprocessing"), trains)
+        training = TrainingConfig.from_params(catalog.load("params:training")) if trains else None
+        if not _SCORING & nodes or (nodes & _SCORING == _TRAINING and not training.eval_every):
             return
-        setting = catalog.load("params:evaluation.inception_weights")
-        if setting is None or setting == "auto":
+        evaluation = EvaluationConfig.from_params(catalog.load("params:evaluation"))
+        if evaluation.inception_weights == "auto":
             return
-        weights = resolve_inception_weights(setting)  # raises with what to do
+        weights = resolve_inception_weights(evaluation.inception_weights)  # raises with what to do
         logger.info("Inception weights for this run: %s (%s).", weights.path,
                     "official" if weights.is_official else "NOT the official file")
-
-
-
