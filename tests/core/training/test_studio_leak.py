@@ -27,7 +27,7 @@ from training_cases import (  # noqa: F401 (one_thread: an autouse fixture)
     record_training_passes,
 )
 
-from atelier.core.augment import parse_policy, TRANSLATION_RATIO
+from atelier.core.augment import TRANSLATION_RATIO, parse_policy
 from atelier.core.generate import generate_images
 from atelier.core.leak import square_patch_fraction
 from atelier.core.training import TrainingConfig, train_gan
