@@ -1,4 +1,5 @@
-"""The layering of ``src/atelier`` (DESIGN.md, "Layers") and its size limits, as checks.
+"""The layering of ``src/atelier`` (docs/architecture.md, "Layers") and its size limits, as
+checks.
 
 ``lint-imports`` reads the contracts in ``pyproject.toml`` ([tool.importlinter]); a copy of
 the package with one forbidden import shows the check really fails.

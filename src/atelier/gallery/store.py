@@ -1,7 +1,8 @@
 """Which MLflow tracking store the gallery reads: the one ``kedro run`` writes to.
 
-The order is DESIGN.md's: an explicit ``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else
-``server.mlflow_tracking_uri`` of the project's ``conf/*/mlflow.yml``.
+The order is the one docs/architecture.md gives ("Which tracking store"): an explicit
+``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else ``server.mlflow_tracking_uri`` of the
+project's ``conf/*/mlflow.yml``.
 
 The configuration is read the way kedro-mlflow reads it, without starting a Kedro session:
 ``bootstrap_project`` finds the project (this folder or a parent) and configures its
