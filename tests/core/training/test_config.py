@@ -30,3 +30,27 @@ def test_config_validates_values(tmp_path):
 def test_conf_base_parameters_are_valid():
     params = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_training.yml").read_text())
     TrainingConfig.from_params(params["training"])
+
+
+def test_the_checkpoint_key_names_the_weight_shaping_settings_only(tmp_path):
+    config = TrainingConfig.from_params(tiny_params(tmp_path))
+    key = config.checkpoint_key("d" * 64, 32, 1, 0)
+    # Model selection's settings choose among the weights, they do not shape them.
+    for change in ({"eval_samples": 7}, {"select_by": "fid"}, {"max_steps": 5}, {"device": "cpu"}):
+        assert TrainingConfig.from_params(tiny_params(tmp_path, **change)).checkpoint_key(
+            "d" * 64, 32, 1, 0) == key, change
+    for change in ({"lr_g": 0.001}, {"augment_p": 0.5}, {"seed": 3}, {"flip": True}):
+        assert TrainingConfig.from_params(tiny_params(tmp_path, **change)).checkpoint_key(
+            "d" * 64, 32, 1, 0) != key, change
+
+
+def test_a_resumed_selection_with_other_settings_starts_afresh():
+    from atelier.core.training.selection import ModelSelection
+
+    before = ModelSelection(None, 10, "kid", 200)
+    before.best, before.scores = {"step": 10, "variant": "ema", "score": 0.5}, [{"step": 10}]
+    same, other = ModelSelection(None, 10, "kid", 200), ModelSelection(None, 10, "fid", 200)
+    same.load_state_dict(before.state_dict())
+    other.load_state_dict(before.state_dict())
+    assert same.best == before.best and same.scores == before.scores
+    assert other.best is None and other.scores == []

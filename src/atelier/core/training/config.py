@@ -12,42 +12,46 @@ from typing import Any
 from atelier.core.augment import parse_policy
 from atelier.core.params import as_bool, as_float, as_int, check_keys
 
-# Parameters that shape the weights (and what is kept as "best"): checkpoints are kept in a
-# folder keyed by them and the data, so a changed setting starts fresh and the same setting
-# resumes. The others (max_steps, device, precision, logging, checkpoint and evaluation
-# cadence...) may change between a run and its resumption.
-WEIGHT_PARAMETERS = (
-    "seed", "batch_size", "latent_dim", "g_width", "d_width", "lr_g", "lr_d",
-    "beta1", "beta2", "loss", "ema_kimg", "ema_rampup", "flip", "augment", "augment_p",
-    "spectral_norm", "r1_gamma", "r1_every", "conditional", "eval_samples", "select_by",
-)
+
+
+def _shapes_weights() -> Any:
+    """Marks a field that shapes the trained weights (see ``WEIGHT_PARAMETERS``)."""
+    return dataclasses.field(metadata={"shapes_weights": True})
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
-    """The ``training:`` parameters (documented in ``conf/base/parameters_training.yml``)."""
+    """The ``training:`` parameters (documented in ``conf/base/parameters_training.yml``).
 
-    seed: int
+    Fields marked ``_shapes_weights()`` shape the trained weights: checkpoints are kept in a
+    folder keyed by them and the data (:meth:`checkpoint_key`), so a changed setting starts
+    fresh and the same setting resumes. The others (max_steps, device, precision, logging,
+    checkpoint and evaluation cadence, model selection's ``eval_samples`` and
+    ``select_by``...) may change between a run and its resumption; a resumed run whose
+    selection settings changed starts its selection afresh (``ModelSelection``).
+    """
+
+    seed: int = _shapes_weights()
     device: str
     devices: int
     max_steps: int
-    batch_size: int
-    latent_dim: int
-    g_width: int
-    d_width: int
-    lr_g: float
-    lr_d: float
-    beta1: float
-    beta2: float
-    loss: str
-    ema_kimg: float
-    ema_rampup: float
-    augment: str
-    augment_p: float
-    spectral_norm: bool
-    r1_gamma: float
-    r1_every: int
-    conditional: bool
+    batch_size: int = _shapes_weights()
+    latent_dim: int = _shapes_weights()
+    g_width: int = _shapes_weights()
+    d_width: int = _shapes_weights()
+    lr_g: float = _shapes_weights()
+    lr_d: float = _shapes_weights()
+    beta1: float = _shapes_weights()
+    beta2: float = _shapes_weights()
+    loss: str = _shapes_weights()
+    ema_kimg: float = _shapes_weights()
+    ema_rampup: float = _shapes_weights()
+    augment: str = _shapes_weights()
+    augment_p: float = _shapes_weights()
+    spectral_norm: bool = _shapes_weights()
+    r1_gamma: float = _shapes_weights()
+    r1_every: int = _shapes_weights()
+    conditional: bool = _shapes_weights()
     eval_every: int
     eval_samples: int
     select_by: str
@@ -55,7 +59,7 @@ class TrainingConfig:
     compile: bool
     channels_last: str | bool
     data_on_device: str | bool
-    flip: bool
+    flip: bool = _shapes_weights()
     log_every: int
     sample_every: int
     checkpoint_every: int
@@ -143,3 +147,7 @@ class TrainingConfig:
         if problems:
             raise ValueError("Invalid training parameters: " + "; ".join(problems) + ".")
 
+
+#: The fields of :class:`TrainingConfig` that shape the weights (marked in the class).
+WEIGHT_PARAMETERS = tuple(field.name for field in dataclasses.fields(TrainingConfig)
+                          if field.metadata.get("shapes_weights"))

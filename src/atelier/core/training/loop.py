@@ -121,7 +121,8 @@ def train_gan(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
     models = _build_models(config, resolution, channels, num_classes, device, memory_format, world_size)
     optimizers = _build_optimizers(models, config, device, amp_dtype)
     (generator, discriminator, generator_ema), (optimizer_g, optimizer_d, scaler_g, scaler_d) = models, optimizers
-    selection = ModelSelection(scorer if rank == 0 else None, config.eval_every, config.select_by)
+    selection = ModelSelection(scorer if rank == 0 else None, config.eval_every, config.select_by,
+                               config.eval_samples)
     start_step, history, resumed_from = _resume(checkpoint_dir, config, rank, models, optimizers, selection)
     batches = Batches(images, labels if num_classes else None, rank, world_size, device, config, memory_format)
     log_start(images, num_classes, device, len(batches), amp_dtype, config)
@@ -316,8 +317,9 @@ def _result(generator_ema: Generator, selection: ModelSelection, history: list[d
     """The best scored generator when model selection ran, else the last EMA generator."""
     generator = copy.deepcopy(generator_ema).cpu().to(memory_format=torch.contiguous_format)
     step, variant = last_step, "ema"
-    recalibrate_batchnorm(generator)  # statistics of the averaged weights, not the raw ones
-    if selection.best is not None:
+    if selection.best is None:
+        recalibrate_batchnorm(generator)  # statistics of the averaged weights, not the raw ones
+    else:  # the best copy holds the statistics it was scored with
         generator.load_state_dict(selection.best["state_dict"])
         step, variant = selection.best["step"], selection.best["variant"]
         log.info("Selected the %s generator of step %d (%s %.5g): the best of %d evaluations.",

@@ -40,9 +40,12 @@ class Scorer(Protocol):
 class ModelSelection:
     """The best generator so far: its step, variant, scores and a CPU copy of its weights."""
 
-    def __init__(self, scorer: Scorer | None, eval_every: int, select_by: str) -> None:
+    def __init__(self, scorer: Scorer | None, eval_every: int, select_by: str,
+                 samples: int | None = None) -> None:
         self.scorer = scorer if eval_every else None
         self.eval_every, self.select_by = eval_every, select_by
+        # What makes two scores comparable: a resumed run with other settings starts afresh.
+        self.settings = {"select_by": select_by, "samples": samples}
         self.best: dict[str, Any] | None = None
         self.scores: list[dict[str, Any]] = []
 
@@ -74,8 +77,17 @@ class ModelSelection:
 
     def state_dict(self) -> dict[str, Any]:
         """For checkpoints: plain values and tensors only."""
-        return {"best": self.best, "scores": list(self.scores)}
+        return {"best": self.best, "scores": list(self.scores), "settings": dict(self.settings)}
 
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
-        if state:
-            self.best, self.scores = state["best"], list(state["scores"])
+        """Resume the selection of a checkpoint, unless it scored by other settings
+        (``training.select_by``, ``training.eval_samples``): scores of two settings do not
+        compare, so the selection starts afresh (the weights still resume)."""
+        if not state:
+            return
+        if state.get("settings") != self.settings:
+            log.warning("The checkpoint's model selection scored with %s, this run with %s: "
+                        "selection starts afresh from this step.", state.get("settings"),
+                        self.settings)
+            return
+        self.best, self.scores = state["best"], list(state["scores"])
