@@ -16,6 +16,7 @@ from atelier.pipelines.data_ingestion.nodes import (
     MANIFEST_COLUMNS,
     build_manifest,
     inspect_source,
+    record_lineage,
     report_rejections,
 )
 from atelier.runlock import LOCK_FILE
@@ -160,6 +161,29 @@ def test_manifest_and_report_nodes(tmp_path):
     assert "| bad/truncated_end.png | corrupt | does not decode: truncated PNG file (no IEND chunk) |" in report
     clean = report_rejections(inspected[inspected["status"] == "ok"], "x")
     assert clean.endswith("No file was rejected.\n")
+
+
+def test_a_rejected_stray_file_leaves_the_data_hash_and_so_the_checkpoints_alone(tmp_path):
+    source = tmp_path / "in"
+    write_image_cases(source)
+    version = {"git_commit": "c" * 40, "git_dirty": False, "dvc_versions": {}}
+
+    def lineage():
+        manifest = build_manifest(inspect_source(ingestion_params(source, tmp_path), RESOLUTION, 1))
+        return manifest, record_lineage(manifest, version, str(source))
+
+    manifest, before = lineage()
+    (source / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(64))
+    after_manifest, after = lineage()
+    assert after_manifest.loc[after_manifest["path"] == ".DS_Store", "status"].item() != "ok"
+    assert after["data_hash"] == before["data_hash"]  # the images used are the same
+    assert after["source_hash"] != before["source_hash"]  # the source is not
+    assert after["data_version"] == f"content:{after['data_hash']}"
+    # An added image that is used changes it (a byte-identical copy would be a duplicate).
+    (source / "new.png").write_bytes(encode(gradient(RESOLUTION + 3, RESOLUTION + 5)))
+    added_manifest, added = lineage()
+    assert added_manifest.loc[added_manifest["path"] == "new.png", "status"].item() == "ok"
+    assert added["data_hash"] != before["data_hash"]
 
 
 def test_label_is_the_top_level_folder_or_empty_at_the_root(tmp_path):

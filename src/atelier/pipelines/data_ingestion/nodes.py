@@ -145,11 +145,16 @@ def record_lineage(manifest: pd.DataFrame, source_version: dict, source: str) ->
 
     Returns:
         ``data_hash`` (the dataset's identity: :func:`atelier.core.storage.dataset_hash` of
-        the manifest), ``data_version`` (``dvc:<md5>`` when DVC tracks the source, else
-        ``content:<data_hash>``), ``data_source``, ``git_commit`` and ``git_dirty``. The
-        tracking hook tags the run with it; registration tags the model version.
+        the manifest's ``ok`` rows, the images training uses: a rejected stray file such as
+        a ``.DS_Store`` changes neither it nor the checkpoint key), ``source_hash`` (the same
+        over every file of the source, rejected ones too), ``data_version`` (``dvc:<md5>``
+        when DVC tracks the source, else ``content:<data_hash>``), ``data_source``,
+        ``git_commit`` and ``git_dirty``. The tracking hook tags the run with it;
+        registration tags the model version.
     """
-    data_hash = dataset_hash(manifest["path"].tolist(), manifest["sha256"].tolist())
+    used = manifest[manifest["status"] == "ok"]
+    data_hash = dataset_hash(used["path"].tolist(), used["sha256"].tolist())
+    source_hash = dataset_hash(manifest["path"].tolist(), manifest["sha256"].tolist())
     dvc_md5 = source_version["dvc_versions"].get(Path(source).as_posix())
     if source_version["git_commit"] is None:
         logger.warning("Not a git checkout: the run records no git_commit and cannot be "
@@ -159,6 +164,7 @@ def record_lineage(manifest: pd.DataFrame, source_version: dict, source: str) ->
                        "alone will not reproduce this run.", source_version["git_commit"][:12])
     return {
         "data_hash": data_hash,
+        "source_hash": source_hash,
         "data_version": f"dvc:{dvc_md5}" if dvc_md5 else f"content:{data_hash}",
         "data_source": str(source),
         "git_commit": source_version["git_commit"],
