@@ -13,7 +13,6 @@ from atelier.core.augment import parse_policy
 from atelier.core.params import as_bool, as_float, as_int, check_keys
 
 
-
 def _shapes_weights() -> Any:
     """Marks a field that shapes the trained weights (see ``WEIGHT_PARAMETERS``)."""
     return dataclasses.field(metadata={"shapes_weights": True})
