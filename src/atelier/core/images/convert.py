@@ -18,8 +18,8 @@ import torch
 from PIL import Image, ImageOps
 
 from atelier.core.errors import DataSourceError
-from atelier.core.images.inspection import _decode, _pillow_limits
-from atelier.core.images.parallel import _map_parallel
+from atelier.core.images.inspection import decode_image, pillow_limits
+from atelier.core.images.parallel import map_parallel
 
 # Modes whose samples are wider than 8 bits and need scaling rather than clipping.
 _WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
@@ -97,8 +97,8 @@ def load_training_image(
     path = Path(path)
     try:
         data = path.read_bytes()
-        with _pillow_limits(max_image_pixels):
-            image, _ = _decode(data, draft_size=resolution)
+        with pillow_limits(max_image_pixels):
+            image, _ = decode_image(data, draft_size=resolution)
     except Exception as error:  # noqa: BLE001 - reported with the path, not Pillow's stack
         raise DataSourceError(f"Cannot decode {path}: {type(error).__name__}: {error}") from None
     try:
@@ -134,7 +134,7 @@ def load_training_images(
     if not paths:
         raise ValueError("load_training_images needs at least one path.")
     load = partial(_load_training_image_at, Path(root), resolution, channels, max_image_pixels)
-    results = _map_parallel(load, list(paths), workers, "decoding images")
+    results = map_parallel(load, list(paths), workers, "decoding images")
     images = torch.from_numpy(np.stack([array for _, array in results]))
     return images, [sha256 for sha256, _ in results]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
-from atelier.core.images.parallel import _map_parallel
+from atelier.core.images.parallel import map_parallel
 from atelier.core.storage import file_sha256
 
 #: Every status a file can get; all but ``ok`` are rejections.
@@ -63,7 +63,7 @@ class ImageInspection:
 
 
 @contextmanager
-def _pillow_limits(max_image_pixels: int | None) -> Iterator[None]:
+def pillow_limits(max_image_pixels: int | None) -> Iterator[None]:
     # Pillow's limits are module globals; set them for this call only (in the worker that
     # decodes) and restore them, so one caller's limit never leaks into another's.
     saved = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
@@ -79,7 +79,7 @@ def _pillow_limits(max_image_pixels: int | None) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
 
 
-def _decode(data: bytes, draft_size: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+def decode_image(data: bytes, draft_size: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
     """Decode the first frame; raise if the file is truncated or damaged.
 
     Returns the image and its size as stored (``draft_size`` may shrink the decoded one).
@@ -142,8 +142,8 @@ def inspect_image(
     if not data:
         return rejected("empty", "zero-byte file", sha256)
     try:
-        with _pillow_limits(max_image_pixels):
-            image, (width, height) = _decode(data, draft_size=1)  # pixels unused: smallest
+        with pillow_limits(max_image_pixels):
+            image, (width, height) = decode_image(data, draft_size=1)  # pixels unused: smallest
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         return rejected("too_large", str(error), sha256, size)
     except UnidentifiedImageError:
@@ -200,7 +200,7 @@ def scan_images(
     """
     inspect = partial(inspect_image, Path(root), max_file_bytes=max_file_bytes,
                       max_image_pixels=max_image_pixels, min_side=min_side)
-    inspections = _map_parallel(inspect, list_files(root), workers, "inspecting images")
+    inspections = map_parallel(inspect, list_files(root), workers, "inspecting images")
     first_seen: dict[str, str] = {}
     for index, found in enumerate(inspections):
         if found.status != "ok":

@@ -1,7 +1,7 @@
 """Run one function over many files on every core this process may use, keeping order.
 
 Both scans (:func:`~atelier.core.images.inspection.scan_images` and
-:func:`~atelier.core.images.convert.load_training_images`) go through :func:`_map_parallel`.
+:func:`~atelier.core.images.convert.load_training_images`) go through :func:`map_parallel`.
 The functions they send to workers must be module-level (a :func:`functools.partial` of one
 is fine) so that the spawn start method can pickle them. A tqdm progress bar counts the
 files done; like tqdm's ``disable=None``, it shows only on a terminal (CI logs stay quiet).
@@ -48,7 +48,7 @@ def _process_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-def _map_parallel(function: Callable[[T], R], items: Sequence[T], workers: int | None,
+def map_parallel(function: Callable[[T], R], items: Sequence[T], workers: int | None,
                   description: str = "files") -> list[R]:
     """``[function(item) for item in items]``, in order, over ``workers`` processes, with a
     progress bar named ``description`` (on a terminal only)."""

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
 
 
-def _checkpoint_to_resume(directory: Path, config: TrainingConfig, generator_config: dict,
+def checkpoint_to_resume(directory: Path, config: TrainingConfig, generator_config: dict,
                           rank: int) -> Path | None:
     """The checkpoint this run continues from (rank 0 decides; the others follow)."""
     chosen: list[Path | None] = [None]
@@ -105,7 +105,7 @@ def _read_checkpoint_header(path: Path) -> dict[str, Any]:
     return checkpoint
 
 
-def _save_checkpoint(directory: Path, step: int, states: dict[str, Any], config: TrainingConfig,
+def save_checkpoint(directory: Path, step: int, states: dict[str, Any], config: TrainingConfig,
                      generator_config: dict, data_hash: str,
                      history: list[dict[str, float]]) -> Path:
     """Write ``step_<step>.pt`` atomically; every value loads with ``weights_only=True``."""
@@ -123,6 +123,6 @@ def _save_checkpoint(directory: Path, step: int, states: dict[str, Any], config:
     return path
 
 
-def _prune_checkpoints(directory: Path, keep: int) -> None:
+def prune_checkpoints(directory: Path, keep: int) -> None:
     for old in sorted(directory.glob("step_*.pt"))[:-keep]:
         old.unlink(missing_ok=True)

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 from atelier.core.training.config import TrainingConfig
-from atelier.core.training.distributed import _backend, launch_training
+from atelier.core.training.distributed import distributed_backend, launch_training
 from atelier.core.training.loop import train_gan
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
                   report=_log_report, labels=labels, scorer=scorer)
 
     if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:  # started by torchrun
-        dist.init_process_group(_backend(config.device))
+        dist.init_process_group(distributed_backend(config.device))
         try:
             result = run()
         finally:

@@ -34,7 +34,7 @@ def launch_training(images: torch.Tensor, config: TrainingConfig, *, data_hash: 
     if config.devices == 1 or dist.is_initialized():
         return train_gan(images, config, data_hash=data_hash, report=report, labels=labels,
                          scorer=scorer)
-    backend = _backend(config.device)
+    backend = distributed_backend(config.device)
     if backend == "nccl" and torch.cuda.device_count() < config.devices:
         raise RuntimeError(f"training.devices is {config.devices} but only "
                            f"{torch.cuda.device_count()} GPU(s) are visible.")
@@ -76,7 +76,7 @@ def _spawned_rank(rank: int, world_size: int, port: int, backend: str, images: t
         dist.destroy_process_group()
 
 
-def _backend(device: str) -> str:
+def distributed_backend(device: str) -> str:
     uses_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     return "nccl" if uses_cuda else "gloo"
 

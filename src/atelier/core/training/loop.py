@@ -26,9 +26,9 @@ from tqdm.auto import tqdm
 from atelier.core.models import Discriminator, Generator, GeneratorCheckpoint
 from atelier.core.training.batches import Batches
 from atelier.core.training.checkpoints import (
-    _checkpoint_to_resume,
-    _prune_checkpoints,
-    _save_checkpoint,
+    checkpoint_to_resume,
+    prune_checkpoints,
+    save_checkpoint,
 )
 from atelier.core.training.config import TrainingConfig
 from atelier.core.training.progress import (
@@ -39,14 +39,14 @@ from atelier.core.training.progress import (
     samples,
 )
 from atelier.core.training.runtime import (
-    _autocast,
-    _autocast_dtype,
-    _determinism,
-    _device_ids,
-    _exit_on_signal,
-    _memory_format,
-    _StopSignal,
-    _training_device,
+    StopSignal,
+    autocast_context,
+    autocast_dtype,
+    choose_memory_format,
+    choose_training_device,
+    ddp_device_ids,
+    deterministic_kernels,
+    exit_on_signal,
 )
 from atelier.core.training.selection import ModelSelection, Scorer
 from atelier.core.training.steps import (
@@ -112,10 +112,10 @@ def train_gan(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
     """
     # ---------------------------------------------------------------- set up
     rank, world_size, num_classes = _check_inputs(images, labels, config, scorer)
-    device = _training_device(config.device, rank)
-    amp_dtype = _autocast_dtype(config.precision, device)
-    autocast = _autocast(device, amp_dtype)  # bf16 / fp16 convolutions on tensor cores or AMX
-    memory_format = _memory_format(config.channels_last, device)
+    device = choose_training_device(config.device, rank)
+    amp_dtype = autocast_dtype(config.precision, device)
+    autocast = autocast_context(device, amp_dtype)  # bf16 / fp16 convolutions on tensor cores or AMX
+    memory_format = choose_memory_format(config.channels_last, device)
     _, channels, resolution, _ = images.shape
     checkpoint_dir = Path(config.checkpoint_dir) / config.checkpoint_key(data_hash, resolution, channels, num_classes)
     models = _build_models(config, resolution, channels, num_classes, device, memory_format, world_size)
@@ -133,7 +133,7 @@ def train_gan(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
         disable=True if rank else None, dynamic_ncols=True)
 
     last_good_checkpoint = resumed_from
-    with _determinism(config.deterministic), _StopSignal() as stop_signal:
+    with deterministic_kernels(config.deterministic), StopSignal() as stop_signal:
         for step in range(start_step + 1, config.max_steps + 1):
             # ---------------------------------------------------------------- batch
             real, real_labels, z = batches.draw(step)  # fakes take the real batch's classes
@@ -175,7 +175,7 @@ def train_gan(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
                     last_good_checkpoint = _checkpoint(checkpoint_dir, step, models, optimizers,
                                                        selection, config, data_hash, history)
             if stop:  # the checkpoint is written: exit as the signal asked
-                _exit_on_signal(stop_signal, step, checkpoint_dir, progress)
+                exit_on_signal(stop_signal, step, checkpoint_dir, progress)
             if log_step:
                 losses.restart_clock()  # images/s leaves out logging, scoring and saving
     progress.close()
@@ -273,7 +273,7 @@ def _resume(checkpoint_dir: Path, config: TrainingConfig, rank: int, models: _Mo
             selection: ModelSelection) -> tuple[int, list[dict[str, float]], Path | None]:
     """Load the checkpoint to resume into the models, optimizers and model selection:
     (step, history, path)."""
-    path = _checkpoint_to_resume(checkpoint_dir, config, models.generator.config, rank)
+    path = checkpoint_to_resume(checkpoint_dir, config, models.generator.config, rank)
     if path is None:
         return 0, [], None
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -294,8 +294,8 @@ def _wrap_for_training(models: _Models, compile_models: bool, device: torch.devi
     """
     g_train, d_train, d_frozen = models.generator, models.discriminator, models.discriminator
     if world_size > 1:
-        g_train = DistributedDataParallel(models.generator, device_ids=_device_ids(device))
-        d_train = DistributedDataParallel(models.discriminator, device_ids=_device_ids(device))
+        g_train = DistributedDataParallel(models.generator, device_ids=ddp_device_ids(device))
+        d_train = DistributedDataParallel(models.discriminator, device_ids=ddp_device_ids(device))
     if compile_models:
         # torch.compile fuses batch norm, activations and scaling around the convolutions;
         # the first steps are slow while it compiles.
@@ -333,7 +333,7 @@ def _checkpoint(directory: Path, step: int, models: _Models, optimizers: _Optimi
                 history: list[dict[str, float]]) -> Path:
     """Save every state (and the best generator so far) as ``step_<step>.pt``; prune old ones."""
     states = {**_state_dicts(models, optimizers), "selection": selection.state_dict()}
-    path = _save_checkpoint(directory, step, states, config, models.generator.config, data_hash,
+    path = save_checkpoint(directory, step, states, config, models.generator.config, data_hash,
                             history)
-    _prune_checkpoints(directory, config.keep_checkpoints)
+    prune_checkpoints(directory, config.keep_checkpoints)
     return path

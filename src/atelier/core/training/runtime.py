@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _training_device(setting: str, rank: int) -> torch.device:
+def choose_training_device(setting: str, rank: int) -> torch.device:
     if setting == "auto":
         setting = "cuda" if torch.cuda.is_available() else "cpu"
     if setting.startswith("cuda"):
@@ -45,11 +45,11 @@ def _training_device(setting: str, rank: int) -> torch.device:
     return torch.device(setting)
 
 
-def _device_ids(device: torch.device) -> list[int] | None:
+def ddp_device_ids(device: torch.device) -> list[int] | None:
     return [device.index] if device.type == "cuda" else None
 
 
-def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype, or None for fp32. 'auto': bf16 where the hardware computes in it
     (most CUDA GPUs; CPUs with AVX512-BF16 or AMX, where it is ~1.6x faster than fp32
     here), fp16 on older GPUs, else fp32 (emulated bf16 would be slower)."""
@@ -63,7 +63,7 @@ def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
 
 
-def _autocast(device: torch.device,
+def autocast_context(device: torch.device,
               amp_dtype: torch.dtype | None) -> Callable[[], contextlib.AbstractContextManager]:
     """``autocast()`` for the forward passes: computes in ``amp_dtype`` (bf16 / fp16 run the
     convolutions on tensor cores, or AMX on recent CPUs); a no-op for fp32."""
@@ -71,7 +71,7 @@ def _autocast(device: torch.device,
                    enabled=amp_dtype is not None)
 
 
-def _memory_format(channels_last: str | bool, device: torch.device) -> torch.memory_format:
+def choose_memory_format(channels_last: str | bool, device: torch.device) -> torch.memory_format:
     # channels_last (NHWC) lets cuDNN pick tensor-core convolutions on GPU; on CPU it made
     # these small fp32 convolutions 2x slower, hence 'auto' = CUDA only.
     if channels_last == "auto":
@@ -85,7 +85,7 @@ def _cpu_has_native_bf16() -> bool:
 
 
 @contextlib.contextmanager
-def _determinism(enabled: bool) -> Iterator[None]:
+def deterministic_kernels(enabled: bool) -> Iterator[None]:
     """Deterministic kernels (bit-identical reruns) when enabled; else cuDNN autotuning."""
     previous = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
     if enabled:
@@ -99,7 +99,7 @@ def _determinism(enabled: bool) -> Iterator[None]:
         torch.backends.cudnn.benchmark = previous[1]
 
 
-class _StopSignal:
+class StopSignal:
     """Records SIGTERM / SIGINT instead of dying mid-step; ``resend`` re-delivers it."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -108,7 +108,7 @@ class _StopSignal:
         self.received: int | None = None
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> _StopSignal:
+    def __enter__(self) -> StopSignal:
         if threading.current_thread() is threading.main_thread():  # only there can we listen
             for signum in self.SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._record)
@@ -146,7 +146,7 @@ def _any_rank(flag: bool, device: torch.device) -> bool:
     return bool(agreed.item())
 
 
-def _exit_on_signal(stop_signal: _StopSignal, step: int, checkpoint_dir: Path,
+def exit_on_signal(stop_signal: StopSignal, step: int, checkpoint_dir: Path,
                     progress: tqdm) -> NoReturn:
     progress.close()
     log.warning("Stopped at step %d on %s; checkpoint written to %s.", step,
