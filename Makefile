@@ -54,8 +54,12 @@ test: install-test
 standin-weights: install
 	$(PYTHON) scripts/build_standin_inception.py --torch-home .torch-standin
 
+# The MLflow UI on http://127.0.0.1:5000 over the store a run here writes to (conf/*/mlflow.yml,
+# or MLFLOW_TRACKING_URI), decided by atelier.tracking.store as for the gallery and reproduce.
 mlflow-ui: install
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri "$$($(PYTHON) -c \
+		'from atelier.tracking import configured_store; print(configured_store().tracking_uri)' \
+		| tail -n 1)"
 
 # The champion's gallery in the browser (Gradio) on http://127.0.0.1:7860; reads the tracking
 # store conf/ configures (MLFLOW_TRACKING_URI overrides it, as for kedro run).

@@ -28,8 +28,8 @@ from atelier.core.export import (
     refuse_existing,
     seed_latents_path,
 )
-from atelier.gallery.store import configured_store
 from atelier.tracking.export import resolve_generator
+from atelier.tracking.store import configured_store
 
 FORMATS = ("onnx",)
 

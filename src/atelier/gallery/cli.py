@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from atelier.gallery.store import configured_store
+from atelier.tracking import configured_store
 
 INSTALL_HINT = ('The gallery needs Gradio, in the project\'s "gallery" extra: '
                 'pip install -e ".[gallery]" (or run `make gallery`, which installs it).')

@@ -30,9 +30,12 @@ from atelier.tracking.registry import (
     register_generator_version,
 )
 from atelier.tracking.reporter import TrainingReporter, TrainingReporterDataset
+from atelier.tracking.store import TrackingStore, configured_store
 from atelier.tracking.versions import LoadedVersion, RegisteredVersions, connect_registry
 
 __all__ = [
+    "TrackingStore",
+    "configured_store",
     "LineageHook",
     "LoadedVersion",
     "ModelRegistry",

@@ -42,6 +42,7 @@ from atelier.core.models import GeneratorCheckpoint
 from atelier.core.storage import state_dict_sha256
 from atelier.tracking.hooks import REPRODUCES_ENV
 from atelier.tracking.lineage import dvc_data_version, folder_files, git_state
+from atelier.tracking.store import configured_store
 
 COMPARED_METRICS = SCORE_NAMES
 RERUN_PIPELINES = "data_ingestion,preprocessing,training,evaluation"
@@ -168,14 +169,15 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_id")
     parser.add_argument("--tracking-uri", default=None,
-                        help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the project")
+                        help="default: $MLFLOW_TRACKING_URI, else the store conf/*/mlflow.yml "
+                             "of --project configures (as kedro run writes it)")
     parser.add_argument("--project", type=Path, default=Path.cwd())
     parser.add_argument("--rel-tolerance", type=float, default=0.02,
                         help="allowed relative metric difference when the run used a GPU")
     args = parser.parse_args(argv)
 
     project = args.project.resolve()
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project / 'mlflow.db'}"
+    uri = configured_store(args.tracking_uri, start=project).tracking_uri
     client = MlflowClient(uri)
     run = client.get_run(args.run_id)
     tags = run.data.tags

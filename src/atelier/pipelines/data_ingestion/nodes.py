@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from atelier.core import images
+from atelier.core.errors import DataSourceError
 from atelier.core.storage import dataset_hash
-from atelier.errors import DataSourceError
 
 logger = logging.getLogger(__name__)
 

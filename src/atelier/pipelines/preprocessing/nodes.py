@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from atelier.core import images
-from atelier.errors import DataSourceError
+from atelier.core.errors import DataSourceError
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,11 @@
-"""Which MLflow tracking store the gallery reads: the one ``kedro run`` writes to.
+"""Which MLflow tracking store to read: the one ``kedro run`` writes to, decided here once.
 
-The order is the one docs/architecture.md gives ("Which tracking store"): an explicit
-``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else ``server.mlflow_tracking_uri`` of the
-project's ``conf/*/mlflow.yml``.
+:func:`configured_store` is used by everything that reads the store outside a Kedro run:
+the gallery, ``atelier export onnx``, ``python -m atelier.reproduce`` and ``make
+mlflow-ui``. The order is the one
+docs/architecture.md gives ("Which tracking store"): an explicit ``--tracking-uri``, else
+``MLFLOW_TRACKING_URI``, else ``server.mlflow_tracking_uri`` of the project's
+``conf/*/mlflow.yml``.
 
 The configuration is read the way kedro-mlflow reads it, without starting a Kedro session:
 ``bootstrap_project`` finds the project (this folder or a parent) and configures its
