@@ -34,7 +34,7 @@ def test_import_contracts_hold():
 @pytest.mark.parametrize("module, forbidden, contract", [
     ("core/generate.py", "import mlflow", "core is the torch library"),
     ("core/models.py", "from atelier.tracking import lineage", "the floors"),
-    ("pipelines/training/nodes.py", "import atelier.preflight", "the floors"),
+    ("pipelines/training/nodes.py", "import atelier.hooks.preflight", "the floors"),
     ("pipelines/registration/nodes.py", "from atelier.tracking.registry import CHAMPION",
      "public names"),
 ])

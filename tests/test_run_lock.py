@@ -1,4 +1,4 @@
-"""One ``kedro run`` at a time per project folder (src/atelier/runlock.py)."""
+"""One ``kedro run`` at a time per project folder (src/atelier/hooks/runlock.py)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from conftest import BIN, run_kedro, test_env, tiny_params
 from mlflow.tracking import MlflowClient
 
 from atelier.errors import ProjectBusyError
-from atelier.runlock import LOCK_FILE, ProjectLock
+from atelier.hooks.runlock import LOCK_FILE, ProjectLock
 
 HOLD_LOCK = """
 import sys, time
-from atelier.runlock import ProjectLock
+from atelier.hooks.runlock import ProjectLock
 lock = ProjectLock(sys.argv[1])
 lock.acquire("train")
 print("locked", flush=True)

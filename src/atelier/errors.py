@@ -22,7 +22,7 @@ from atelier.core.errors import (
 
 
 class ProjectBusyError(AtelierError):
-    """Another ``kedro run`` holds this project folder (see :mod:`atelier.runlock`)."""
+    """Another ``kedro run`` holds this project folder (see :mod:`atelier.hooks.runlock`)."""
 
 
 __all__ = [

@@ -3,9 +3,7 @@
 from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
-from atelier.preflight import PreflightHook
-from atelier.runlock import RunLockHook
-from atelier.tracking import LineageHook
+from atelier.hooks import LineageHook, PreflightHook, RunLockHook
 
 # kedro-mlflow's hook comes in through its entry point. Ours: one run at a time per project
 # folder and preflight checks (both before any node runs and before kedro-mlflow opens the

@@ -3,7 +3,7 @@
 - :class:`SourceVersionDataset` (catalog entry ``source_version``) reads the git commit
   and the DVC hashes of the checkout when a pipeline loads it; the ``record_lineage`` node
   combines them with the manifest into the run's ``lineage`` (one dict, computed once,
-  passed to registration as data and tagged on the run by :mod:`atelier.tracking.hooks`).
+  passed to registration as data and tagged on the run by :mod:`atelier.hooks.lineage`).
 - :func:`folder_files` serves ``atelier.reproduce`` (which also compares weights with
   :func:`atelier.core.storage.state_dict_sha256`, as the run's ``generator_sha256`` tag does).
 """
@@ -13,12 +13,19 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from atelier.core.storage import file_sha256
-from atelier.tracking.readonly import ReadOnlyDataset
+
+# The lineage dict's keys that become run (and model version) tags.
+LINEAGE_TAGS = ("git_commit", "git_dirty", "data_version", "data_hash", "data_source")
+
+
+def lineage_tags(lineage: dict) -> dict[str, str]:
+    """The run (and model version) tags of a ``lineage`` dict."""
+    return {key: str(lineage[key]).lower() if isinstance(lineage[key], bool) else str(lineage[key])
+            for key in LINEAGE_TAGS if lineage.get(key) is not None}
 
 
 @dataclass(frozen=True)
@@ -88,30 +95,6 @@ def dvc_versions(project_path: str | Path) -> dict[str, str]:
         if md5:
             versions[tracked.as_posix()] = md5
     return versions
-
-
-class SourceVersionDataset(ReadOnlyDataset[dict]):
-    """Read-only: the code and data versions of the project checkout, read at load time.
-
-    ``load()`` returns ``{"git_commit": str | None, "git_dirty": bool | None,
-    "dvc_versions": {path: md5}}``. Example catalog entry::
-
-        source_version:
-          type: atelier.tracking.SourceVersionDataset
-    """
-
-    def __init__(self, project_path: str = ".", metadata: dict[str, Any] | None = None) -> None:
-        super().__init__(metadata)
-        self._project_path = Path(project_path)
-
-    def load(self) -> dict:
-        state = git_state(self._project_path)
-        return {"git_commit": state.commit if state else None,
-                "git_dirty": state.dirty if state else None,
-                "dvc_versions": dvc_versions(self._project_path)}
-
-    def _describe(self) -> dict[str, Any]:
-        return {"project_path": str(self._project_path)}
 
 
 def folder_files(folder: str | Path) -> dict[str, str]:

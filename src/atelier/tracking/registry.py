@@ -27,7 +27,7 @@ from atelier.core.generate import class_names_of
 from atelier.core.metrics import SCORE_NAMES
 from atelier.core.models import GeneratorCheckpoint
 from atelier.tracking.datasets import run_dataset
-from atelier.tracking.hooks import lineage_tags
+from atelier.tracking.lineage import lineage_tags
 from atelier.tracking.model import GENERATOR_ARTIFACT, OUTPUT_FORMATS, GeneratorModel
 from atelier.tracking.model_code import model_requirements, stage_model_code
 from atelier.tracking.promotion import (
@@ -38,7 +38,6 @@ from atelier.tracking.promotion import (
     decision_verdict,
     promote_if_better,
 )
-from atelier.tracking.readonly import ReadOnlyDataset
 
 logger = logging.getLogger(__name__)
 
@@ -271,16 +270,3 @@ def download_generator_file(model_uri: str, destination: str | Path,
         raise FileNotFoundError(f"{model_uri} holds no {GENERATOR_ARTIFACT}.pt artifact; was it "
                                 "logged by Atelier?")
     return files[0]
-
-
-class ModelRegistryDataset(ReadOnlyDataset[ModelRegistry]):
-    """Read-only: the MLflow model registry, as a :class:`ModelRegistry`.
-
-    Example catalog entry::
-
-        model_registry:
-          type: atelier.tracking.ModelRegistryDataset
-    """
-
-    def load(self) -> ModelRegistry:
-        return ModelRegistry()

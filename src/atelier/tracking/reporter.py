@@ -21,7 +21,6 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from atelier.core.generate import image_grid
-from atelier.tracking.readonly import ReadOnlyDataset
 
 logger = logging.getLogger(__name__)
 
@@ -48,16 +47,3 @@ class TrainingReporter:
         )
         if samples is not None:
             self._client.log_image(self.run_id, image_grid(samples), key="training_samples", step=step)
-
-
-class TrainingReporterDataset(ReadOnlyDataset[TrainingReporter]):
-    """Read-only: a :class:`TrainingReporter` for the MLflow run active when it is loaded.
-
-    Example catalog entry::
-
-        training_reporter:
-          type: atelier.tracking.TrainingReporterDataset
-    """
-
-    def load(self) -> TrainingReporter:
-        return TrainingReporter()

@@ -40,9 +40,11 @@ from mlflow.tracking import MlflowClient
 from atelier.core.metrics import SCORE_NAMES
 from atelier.core.models import GeneratorCheckpoint
 from atelier.core.storage import state_dict_sha256
-from atelier.tracking.hooks import REPRODUCES_ENV
 from atelier.tracking.lineage import dvc_data_version, folder_files, git_state
 from atelier.tracking.store import configured_store
+
+# Set by ``python -m atelier.reproduce`` for the run it starts (the lineage hook tags it).
+REPRODUCES_ENV = "ATELIER_REPRODUCES_RUN_ID"
 
 COMPARED_METRICS = SCORE_NAMES
 RERUN_PIPELINES = "data_ingestion,preprocessing,training,evaluation"

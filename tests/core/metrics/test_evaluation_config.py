@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from atelier.core.metrics import SELECTION_SEED_OFFSET, EvaluationConfig
-from atelier.preflight import check_ingestion, check_preprocessing
+from atelier.hooks.preflight import check_ingestion, check_preprocessing
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 

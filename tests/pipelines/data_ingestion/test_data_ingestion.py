@@ -12,6 +12,7 @@ from conftest import PROJECT_ROOT, make_project_copy, run_kedro
 from image_cases import RESOLUTION, encode, gradient, write_image_cases
 
 from atelier.errors import DataSourceError
+from atelier.hooks import LOCK_FILE
 from atelier.pipelines.data_ingestion.nodes import (
     MANIFEST_COLUMNS,
     build_manifest,
@@ -19,7 +20,6 @@ from atelier.pipelines.data_ingestion.nodes import (
     record_lineage,
     report_rejections,
 )
-from atelier.runlock import LOCK_FILE
 
 EXTRACT_DIR = "data/02_intermediate/extracted"
 MANIFEST = "data/02_intermediate/manifest.parquet"
@@ -31,7 +31,7 @@ ARCHIVE_CAPS = {key: value for key, value in yaml.safe_load(
 
 def snapshot(folder):
     """Every path under ``folder`` with its mtime, aside from what every run writes whatever
-    it does: MLflow's artifact store, the run lock (src/atelier/runlock.py) and kedro-viz's
+    it does: MLflow's artifact store, the run lock (src/atelier/hooks/runlock.py) and kedro-viz's
     record of the last run (``.viz/``, when the viz extra is installed)."""
     return {p: p.stat().st_mtime_ns for p in folder.rglob("*")
             if not {"mlruns", ".viz"} & set(p.parts) and p.name != LOCK_FILE}

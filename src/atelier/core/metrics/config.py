@@ -4,7 +4,7 @@ the seeds that scoring draws from.
 Every scorer (model selection during training, the evaluation, the champion beside it,
 per-class scores, the metrics CLI and the benchmarks) takes its settings from one
 ``EvaluationConfig``, built by :meth:`EvaluationConfig.from_params` from
-``params:evaluation`` before any node runs (``atelier.preflight.PreflightHook``), so a bad value
+``params:evaluation`` before any node runs (``atelier.hooks.PreflightHook``), so a bad value
 (``evaluation.is_splits=0``, ``evaluation.fid_dims=100``) stops the run at once, naming
 the key, instead of after training.
 

@@ -1,4 +1,4 @@
-"""Project hook: lineage tags on every MLflow run.
+"""``LineageHook``: lineage tags on every MLflow run.
 
 kedro-mlflow's hook opens one MLflow run per ``kedro run`` and logs the parameters that
 the pipeline's nodes receive (flattened: ``training.batch_size``). This hook adds what a
@@ -17,7 +17,7 @@ computes nothing itself):
   official file, ``inception_weights_warning``;
 - the whole resolved configuration as the artifact ``config/parameters.json``;
 - when ``primary_images`` is saved or loaded: the training and validation images as MLflow
-  datasets (the run page's *Datasets* panel; :mod:`atelier.tracking.datasets`).
+  datasets (the run page's *Datasets* panel; ``atelier.tracking.datasets``).
 
 kedro-mlflow's hook is registered after this one, so it runs first and the run is open here.
 """
@@ -34,19 +34,9 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import DatasetError
 
 from atelier.core.storage import state_dict_sha256
-from atelier.tracking.datasets import log_image_datasets
+from atelier.tracking import REPRODUCES_ENV, lineage_tags, log_image_datasets
 
 logger = logging.getLogger(__name__)
-
-# Set by ``python -m atelier.reproduce`` for the run it starts.
-REPRODUCES_ENV = "ATELIER_REPRODUCES_RUN_ID"
-LINEAGE_TAGS = ("git_commit", "git_dirty", "data_version", "data_hash", "data_source")
-
-
-def lineage_tags(lineage: dict) -> dict[str, str]:
-    """The run (and model version) tags of a ``lineage`` dict."""
-    return {key: str(lineage[key]).lower() if isinstance(lineage[key], bool) else str(lineage[key])
-            for key in LINEAGE_TAGS if lineage.get(key) is not None}
 
 
 class LineageHook:
