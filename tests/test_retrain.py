@@ -44,7 +44,7 @@ def test_retrain_script_pulls_trains_registers_and_fails_on_divergence(
     run = client.get_run(champion.run_id)
     assert run.data.params["training.max_steps"] == "20"  # KEDRO_PARAMS over conf/ci
     text = summary.read_text()
-    assert "## Atelier retraining" in text and "| fid |" in text and "**champion**" in text
+    assert "## Atelier retraining" in text and "| fid |" in text and "**promoted to champion**" in text
 
     # A run whose losses blow up fails the job, and the summary says so.
     diverging = {**env, "KEDRO_PARAMS": TINY_TRAIN_PARAMS + ",training.lr_d=1e30,training.lr_g=1e30,training.resume=never"}

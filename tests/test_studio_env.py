@@ -1,29 +1,65 @@
-"""``--env=studio``: the recommended small-data recipe is a valid set of overrides."""
+"""``--env=studio``: the recommended small-data recipe, merged over ``conf/base`` by the config
+loader the project's settings give Kedro (src/atelier/settings.py), into a valid set of
+training parameters."""
 
 from __future__ import annotations
 
 import yaml
 from conftest import PROJECT_ROOT
-from kedro.config import OmegaConfigLoader
+from kedro.framework.project import settings
+from kedro.framework.startup import bootstrap_project
 
 from atelier.core.training import TrainingConfig
 
+# conf/studio/parameters_training.yml, written out: what `--env=studio` changes.
+STUDIO = {"latent_dim": 100, "g_width": 64, "d_width": 64, "augment": "color,translation",
+          "augment_p": 0.5, "spectral_norm": True, "loss": "hinge"}
 
-def _parameters(env: str) -> dict:
-    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), base_env="base", default_run_env=env,
-                               merge_strategy={"parameters": "soft"})
+
+def _parameters(env: str | None) -> dict:
+    """The parameters of ``kedro run --env=<env>``: the loader is built as a KedroSession
+    builds it (``settings.CONFIG_LOADER_CLASS`` with ``settings.CONFIG_LOADER_ARGS``, read
+    from the project's settings.py by ``bootstrap_project``)."""
+    bootstrap_project(PROJECT_ROOT)
+    loader = settings.CONFIG_LOADER_CLASS(conf_source=str(PROJECT_ROOT / settings.CONF_SOURCE),
+                                          env=env, **settings.CONFIG_LOADER_ARGS)
     return loader["parameters"]
 
 
-def test_studio_overrides_known_training_keys_and_validates():
-    studio = yaml.safe_load((PROJECT_ROOT / "conf/studio/parameters_training.yml").read_text())
-    base = _parameters("local")
-    assert set(studio) == {"training"} and set(studio["training"]) <= set(base["training"])
+def test_the_loader_is_the_projects():
+    from atelier import settings as project_settings
+
+    bootstrap_project(PROJECT_ROOT)
+    assert settings.CONFIG_LOADER_CLASS is project_settings.CONFIG_LOADER_CLASS
+    assert settings.CONFIG_LOADER_ARGS == project_settings.CONFIG_LOADER_ARGS
+
+
+def _base_files() -> dict:
+    """conf/base's parameter files as YAML reads them, one top-level key per pipeline."""
+    sections: dict = {}
+    for path in sorted((PROJECT_ROOT / "conf/base").glob("parameters_*.yml")):
+        sections.update(yaml.safe_load(path.read_text()))
+    return sections
+
+
+def test_studio_overrides_its_training_keys_and_keeps_the_rest_of_base():
+    studio_file = yaml.safe_load((PROJECT_ROOT / "conf/studio/parameters_training.yml").read_text())
+    assert studio_file == {"training": STUDIO}
+    base = _base_files()
     merged = _parameters("studio")
-    config = TrainingConfig.from_params(merged["training"])  # every key valid together
-    for key, value in studio["training"].items():
-        assert merged["training"][key] == value  # the studio value wins ...
-    untouched = set(base["training"]) - set(studio["training"])
-    assert {key: merged["training"][key] for key in untouched} == {
-        key: base["training"][key] for key in untouched}  # ... and only those keys change
-    assert config.augment != "none"  # the small-data recipe augments
+    # The studio values win key by key (a soft merge, not the whole section replaced); every
+    # other value, in training and in the other pipelines' sections, is conf/base's.
+    assert merged == {**base, "training": {**base["training"], **STUDIO}}
+    assert {key: merged["training"][key] for key in STUDIO} == STUDIO
+    assert (merged["training"]["max_steps"], merged["training"]["batch_size"],
+            merged["training"]["lr_d"], merged["training"]["eval_every"]) == (2000, 64, 0.0002, 1000)
+    assert base["training"]["augment"] == "none" and base["training"]["loss"] == "bce"
+    assert merged["registration"]["min_fid_improvement"] == 0.5
+
+
+def test_the_studio_recipe_is_a_valid_training_config():
+    config = TrainingConfig.from_params(_parameters("studio")["training"])  # every key valid together
+    assert (config.latent_dim, config.g_width, config.d_width) == (100, 64, 64)
+    assert (config.augment, config.augment_p) == ("color,translation", 0.5)
+    assert (config.spectral_norm, config.loss) == (True, "hinge")
+    assert config.max_steps == 2000  # from conf/base

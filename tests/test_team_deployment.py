@@ -25,7 +25,7 @@ MODEL = "atelier-generator"
 IMAGES = Path("data/01_raw/images")
 DVC = [sys.executable, "-m", "dvc"]
 # Same data and evaluation settings, so the two are scored side by side: the networks of
-# tests/test_mlflow_tracking.py, FID at 64 dims on 100 samples, the last generator (no
+# tests/tracking/test_mlflow_tracking.py, FID at 64 dims on 100 samples, the last generator (no
 # model selection, to save time). The worse one stops after one step (an untrained
 # generator, but a finite FID: its job still passes).
 SCORED = {"training.g_width": 32, "training.d_width": 32, "training.latent_dim": 64,
@@ -168,7 +168,7 @@ def test_team_deployment_races_two_retrainings_to_one_champion(tmp_path, sample_
         assert [m.name for m in client.search_registered_models()] == [MODEL]
         for name in jobs:
             assert "| fid |" in (tmp_path / f"{name}.md").read_text()
-        assert "**champion**" in (tmp_path / f"{versions[best]}.md").read_text()
+        assert "**promoted to champion**" in (tmp_path / f"{versions[best]}.md").read_text()
 
         # The tracking server keeps runs and versions in PostgreSQL.
         run_ids = {record["run_id"] for record in records.values()}

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from atelier.core.metrics import SCORE_NAMES
+from atelier.tracking.promotion import verdict
 
 SUMMARY_METRICS = (*SCORE_NAMES, "num_samples", "dims")
 
@@ -44,9 +45,9 @@ def render_summary(metrics: dict | None, registration: dict | None, exit_status:
     if metrics.get("inception_weights_warning"):
         lines += ["", f"> **WARNING:** {metrics['inception_weights_warning']}"]
     if registration:
-        verdict = "champion" if registration.get("promote") else "challenger"
         lines += ["", f"Registered `{registration.get('model_name')}` version "
-                      f"{registration.get('version')} as **{verdict}**: {registration.get('reason')}"]
+                      f"{registration.get('version')}: **{verdict(bool(registration.get('promote')))}**"
+                      f" — {registration.get('reason')}"]
     return "\n".join(lines) + "\n"
 
 

@@ -26,6 +26,7 @@ exported here; the catalog names the datasets; ``settings.py`` registers the hoo
 
 from atelier.tracking.datasets import log_image_datasets
 from atelier.tracking.lineage import LINEAGE_TAGS, dvc_versions, git_state, lineage_tags
+from atelier.tracking.promotion import verdict
 from atelier.tracking.registry import (
     ModelRegistry,
     RegisteredGenerator,
@@ -52,4 +53,5 @@ __all__ = [
     "lineage_tags",
     "log_image_datasets",
     "register_generator_version",
+    "verdict",
 ]

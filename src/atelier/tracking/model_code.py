@@ -10,7 +10,7 @@ as they are in ``src/atelier`` (copies, not a second source), with an
 loads without the adapter. :func:`model_requirements` names the distributions those
 modules import, at the release series installed here.
 
-``tests/test_model_environment.py`` holds both to the truth: it imports the staged tree on
+``tests/tracking/test_model_environment.py`` holds both to the truth: it imports the staged tree on
 its own and checks its imports against :data:`MODEL_DISTRIBUTIONS`, and it builds the
 model's environment from the logged requirements alone and generates images there.
 """

@@ -151,8 +151,8 @@ def promote_if_better(client: MlflowClient, model_name: str, version: str, metri
     ``metrics`` is the evaluation's output: ``fid`` and ``champion`` (the side-by-side score
     of the champion at evaluation time). Runs under :func:`promotion_lock`; when the
     champion changed since the evaluation, ``rescore(new_version)`` scores it the same way
-    and the decision is taken again. The decision and its reason become the version's
-    description.
+    and the decision is taken again. Returns the decision; the caller writes the version's
+    description once, with it (``registry.version_description``).
     """
     client.set_registered_model_alias(model_name, CHALLENGER, version)
     scored = metrics.get("champion")
@@ -178,17 +178,20 @@ def promote_if_better(client: MlflowClient, model_name: str, version: str, metri
             logger.info("The champion changed from version %s to %s since the evaluation: "
                         "scoring version %s side by side.", evaluated, current, current)
             scored = rescore(current)
-    verdict = decision_verdict(decision)
-    warning = metrics.get("inception_weights_warning")
-    description = f"{verdict}: {decision.reason}" + (f"\n\n**WARNING:** {warning}" if warning else "")
-    client.update_model_version(model_name, version, description=description)
-    logger.info("%s version %s: %s (%s)", model_name, version, verdict, decision.reason)
+    logger.info("%s version %s: %s (%s)", model_name, version, decision_verdict(decision),
+                decision.reason)
     return decision
 
 
+def verdict(promote: bool) -> str:
+    """A registration's outcome in the one wording the version description, the model card
+    and the job summary all use: ``promoted to champion`` or ``challenger only``."""
+    return "promoted to champion" if promote else "challenger only"
+
+
 def decision_verdict(decision: PromotionDecision) -> str:
-    """The decision in three words: ``promoted to champion`` or ``challenger only``."""
-    return "promoted to champion" if decision.promote else "challenger only"
+    """:func:`verdict` of ``decision``."""
+    return verdict(decision.promote)
 
 
 def decision_record(model_name: str, version: str, decision: PromotionDecision) -> dict:

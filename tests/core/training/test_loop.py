@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -75,6 +78,34 @@ def test_report_gets_losses_throughput_and_ema_samples(tmp_path):
             assert samples.dtype == torch.uint8 and samples.shape == (4, 1, 32, 32)
     # Samples come from the EMA generator, seeds 0..num_sample_images-1.
     assert torch.equal(calls[-1][2], generate_images(result.generator, range(4)))
+
+
+class Terminal(io.StringIO):
+    """What tqdm writes to when stderr is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_training_bar_shows_each_intervals_step_losses_and_images_per_second(tmp_path,
+                                                                                monkeypatch):
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    result = train_gan(synthetic_images(),
+                       TrainingConfig.from_params(tiny_params(tmp_path, max_steps=8)),
+                       data_hash=DATA_HASH)
+    frames = [frame.strip() for frame in re.split(r"[\r\n]", terminal.getvalue()) if frame.strip()]
+    assert frames[0] == "training:   0%|          | 0/8 [00:00<?, ?step/s]"
+    rate = r"\d\d:\d\d<\d\d:\d\d, [\d.]+(?:step/s|s/step)"
+    for row in result.history:  # steps 2, 4, 6, 8: each interval as progress.end_interval shows it
+        shown = (rf"training: +\d+%\|[#\d ]+\| {row['step']}/8 \[{rate}, "
+                 rf"img_s={row['images_per_sec']:.0f}, loss_d={row['loss_d']:.3f}, "
+                 rf"loss_g={row['loss_g']:.3f}\]")
+        assert any(re.fullmatch(shown, frame) for frame in frames), (shown, frames)
+    last = result.history[-1]
+    assert re.fullmatch(rf"training: 100%\|#+\| 8/8 \[{rate}, img_s={last['images_per_sec']:.0f}, "
+                        rf"loss_d={last['loss_d']:.3f}, loss_g={last['loss_g']:.3f}\]", frames[-1])
+    assert re.search(r"\] *\n$", terminal.getvalue())  # the bar stays; what follows starts below
 
 
 # ------------------------------------------------------------------------- NaN guard

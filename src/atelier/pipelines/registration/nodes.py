@@ -14,7 +14,7 @@ from atelier.core.metrics import (
     score_beside,
 )
 from atelier.core.models import GeneratorCheckpoint, load_generator
-from atelier.tracking import register_generator_version
+from atelier.tracking import register_generator_version, verdict
 
 
 def register_generator(generator: GeneratorCheckpoint, metrics: dict, lineage: dict,
@@ -59,11 +59,10 @@ def write_model_card(
     ``loss_curve.png``), so the card reads correctly in the MLflow UI's artifact view.
     """
     record = registration_record
-    verdict = "champion" if record["promote"] else "challenger"
     lines = [
         f"# {record['model_name']} version {record['version']}",
         "",
-        f"Status at registration: **{verdict}** — {record['reason']}.",
+        f"Status at registration: **{verdict(record['promote'])}** — {record['reason']}.",
         "",
         f"- run: `{record['run_id']}`  ",
         f"- git commit: `{record.get('git_commit', 'unknown')}`  ",

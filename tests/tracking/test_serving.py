@@ -15,7 +15,7 @@ from conftest import post_json, served_model
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from atelier.core.generate import generate_images
+from atelier.core.generate import generate_images, latent_vectors
 from atelier.core.models import GeneratorCheckpoint, build_generator
 from atelier.tracking.registry import CHAMPION, log_generator_model
 
@@ -28,6 +28,10 @@ def test_served_champion_answers_seeds_with_images(tmp_path):
     mlflow.set_tracking_uri(uri)
     torch.manual_seed(0)
     generator = build_generator(CONFIG)
+    with torch.no_grad():  # far from DCGAN's almost uniform grey: a changed latent shows
+        for weight in generator.parameters():
+            if weight.dim() == 4:
+                weight.normal_(0, 0.25)
     checkpoint = GeneratorCheckpoint.from_generator(generator)
     experiment = mlflow.set_experiment("serving-test")
     with mlflow.start_run(experiment_id=experiment.experiment_id):
@@ -45,8 +49,28 @@ def test_served_champion_answers_seeds_with_images(tmp_path):
         expected = generate_images(generator, [7, 8]).permute(0, 2, 3, 1).numpy()
         assert np.array_equal(images[:2], expected)
 
-        truncated = post_json(url, {"dataframe_records": [{"seed": 7, "truncation": 0.5}]})
-        assert np.asarray(truncated["predictions"]).shape == (1, 32, 32, 1)
+        # Truncation redraws the latent's components beyond +-0.5 (core.generate), so seed 7
+        # truncated is another image than seed 7, and the one the generator draws from that
+        # latent; 0, a negative value or null turn it off, row by row.
+        records = [{"seed": 7, "truncation": 0.5}, {"seed": 7, "truncation": 0.0},
+                   {"seed": 7, "truncation": -1.0}, {"seed": 7, "truncation": None},
+                   {"seed": 8, "truncation": 0.5}]
+        truncated = np.asarray(post_json(url, {"dataframe_records": records})["predictions"],
+                               dtype=np.uint8)
+        assert truncated.shape == (5, 32, 32, 1)
+        difference = np.abs(truncated[0].astype(int) - images[0].astype(int)).mean()
+        assert difference > 10  # grey levels on average: another picture, not rounding
+        latent = latent_vectors([7], CONFIG["latent_dim"], truncation=0.5)
+        assert latent.abs().max() <= 0.5
+        assert not torch.equal(latent, latent_vectors([7], CONFIG["latent_dim"]))
+        expected_truncated = generate_images(generator, [7, 8], truncation=0.5)
+        assert np.array_equal(truncated[[0, 4]], expected_truncated.permute(0, 2, 3, 1).numpy())
+        assert not np.array_equal(truncated[0], truncated[4])  # still one image per seed
+        for untruncated in truncated[1:4]:
+            assert np.array_equal(untruncated, expected[0])
+        # The same request, the same images.
+        again = post_json(url, {"dataframe_records": records})["predictions"]
+        assert np.array_equal(np.asarray(again, dtype=np.uint8), truncated)
 
         seeds = {"dataframe_split": {"columns": ["seed"], "data": [[7], [8]]}}
         pngs = post_json(url, {**seeds, "params": {"format": "png"}})["predictions"]

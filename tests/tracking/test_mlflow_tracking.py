@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import run_kedro, test_env, tiny_params
 from mlflow.tracking import MlflowClient
 
@@ -85,7 +86,9 @@ def test_train_is_tracked_registered_and_promoted_on_fid(
     assert tags["git_commit"] == commit and tags["git_dirty"] == "false"
     assert tags["data_version"].startswith("content:") and len(tags["data_hash"]) == 64
     assert tags["seed"] == "0" and tags["kedro_pipeline"] == "train"
-    assert tags["torch_version"] and tags["cuda_version"]
+    # The run's environment: the venv the `kedro run` subprocess used, this one.
+    assert tags["torch_version"] == torch.__version__
+    assert tags["cuda_version"] == (torch.version.cuda or "none")
     assert "STAND-IN" in tags["inception_weights_warning"]
     artifacts = {a.path for a in client.list_artifacts(first.info.run_id)}
     for name in ("metrics.json", "generated_samples.png", "real_samples.png", "loss_curve.png",
@@ -103,9 +106,42 @@ def test_train_is_tracked_registered_and_promoted_on_fid(
 
     champion = client.get_model_version_by_alias(MODEL, CHAMPION)
     assert champion.version == "1" and champion.run_id == first.info.run_id
-    assert float(champion.tags["fid"]) == pytest.approx(metrics["fid"])
-    assert champion.tags["data_version"] == tags["data_version"]
-    assert "promoted to champion" in champion.description
+    # The version's tags are the run's values: its scores, what they were scored with, its
+    # lineage and which weights were registered.
+    for name in ("fid", "inception_score", "inception_score_std", "kid", "kid_std"):
+        assert float(champion.tags[name]) == metrics[name], name
+    for name in ("git_commit", "git_dirty", "data_version", "data_hash", "best_step",
+                 "inception_weights_sha256", "inception_weights_warning"):
+        assert champion.tags[name] == tags[name], name
+    assert champion.tags["run_id"] == first.info.run_id
+    assert champion.tags["fid_dims"] == params["evaluation.fid_dims"] == "64"
+    assert champion.tags["generator_variant"] in ("ema", "raw")
+    assert len(champion.tags["inception_weights_sha256"]) == 64
+    assert tags["inception_weights_sha256"][:16] in tags["inception_weights_warning"]
+    # The decision, on the run and on the version (the description the registry writes).
+    reason = f"no champion yet; FID {metrics['fid']:.4f}"
+    assert (tags["registration.version"], tags["registration.promoted"],
+            tags["registration.reason"]) == ("1", "true", reason)
+    description = champion.description.splitlines()
+    assert description[0] == (
+        f"**promoted to champion** · FID {metrics['fid']:.4f} · KID {metrics['kid']:.4f} ± "
+        f"{metrics['kid_std']:.4f} · IS {metrics['inception_score']:.4f} ± "
+        f"{metrics['inception_score_std']:.4f} (STAND-IN Inception weights)")
+    assert f"- decision: {reason}" in description
+    assert f"- data version: `{tags['data_version']}`" in description
+    assert (f"- weights: {champion.tags['generator_variant']} generator of step "
+            f"{tags['best_step']}") in description
+    assert description[-1] == f"**WARNING:** {tags['inception_weights_warning']}"
+    # The model card the run logged says the same.
+    card = Path(client.download_artifacts(first.info.run_id, "model_card.md",
+                                          str(kedro_project.parent))).read_text().splitlines()
+    assert card[:7] == [f"# {MODEL} version 1", "",
+                        f"Status at registration: **promoted to champion** — {reason}.", "",
+                        f"- run: `{first.info.run_id}`  ", f"- git commit: `{commit}`  ",
+                        f"- data version: `{tags['data_version']}`  "]
+    for name in ("fid", "inception_score", "inception_score_std", "kid", "kid_std"):
+        assert f"| {name} | {metrics[name]} |" in card, name
+    assert f"> **WARNING:** {tags['inception_weights_warning']}" in card
     # The version's source is its logged model (the REST API leaves model_id empty here).
     assert champion.source.startswith("models:/m-")
     _check_the_ui(mlflow_server, first, champion.source.removeprefix("models:/"))
@@ -116,8 +152,16 @@ def test_train_is_tracked_registered_and_promoted_on_fid(
     assert second.data.metrics["fid"] > metrics["fid"] + 0.5
     assert client.get_model_version_by_alias(MODEL, CHAMPION).version == "1"
     assert client.get_model_version_by_alias(MODEL, CHALLENGER).version == "2"
-    assert "challenger only" in client.get_model_version(MODEL, "2").description
-    assert second.data.tags["registration.promoted"] == "false"
+    kept, scored = client.get_model_version(MODEL, "2"), second.data.metrics
+    assert (kept.tags["champion_version_scored"], float(kept.tags["champion_fid"])) == (
+        "1", scored["champion_fid"])
+    assert (second.data.tags["registration.version"], second.data.tags["registration.promoted"]) == (
+        "2", "false")
+    reason = second.data.tags["registration.reason"]
+    assert reason.startswith(f"FID {scored['fid']:.4f} does not beat the champion's "
+                             f"{scored['champion_fid']:.4f} by min_fid_improvement 0.5 ")
+    assert kept.description.startswith(f"**challenger only** · FID {scored['fid']:.4f} · ")
+    assert f"- decision: {reason}" in kept.description.splitlines()
 
     # 3. Training on to step 400 (resumed from the first run's checkpoint): better FID,
     # takes champion (with no margin required); and far better than the untrained model.
@@ -130,3 +174,8 @@ def test_train_is_tracked_registered_and_promoted_on_fid(
     assert third.data.metrics["fid"] * 2 < second.data.metrics["fid"]
     assert client.get_model_version_by_alias(MODEL, CHAMPION).version == "3"
     assert client.get_model_version_by_alias(MODEL, CHALLENGER).version == "3"
+    promoted = client.get_model_version(MODEL, "3")
+    assert promoted.tags["champion_version_scored"] == "1"
+    assert float(promoted.tags["fid"]) == third.data.metrics["fid"]
+    assert promoted.description.startswith(
+        f"**promoted to champion** · FID {third.data.metrics['fid']:.4f} · ")

@@ -38,8 +38,8 @@ from atelier.core.generate import generate_images, latent_vectors
 from atelier.core.models import GeneratorCheckpoint, build_generator, load_generator
 from atelier.gallery import cli
 from atelier.gallery.drawing import draw_interpolation, draw_seed_grid, slerp
-from atelier.gallery.store import configured_store, project_relative_uri
 from atelier.tracking.registry import log_generator_model
+from atelier.tracking.store import configured_store, project_relative_uri
 
 MODEL = "atelier-generator"
 CONFIG = {"resolution": 32, "channels": 1, "latent_dim": 16, "g_width": 8}
