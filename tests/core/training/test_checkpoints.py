@@ -93,6 +93,13 @@ def test_a_checkpoint_with_other_parameters_in_the_folder_is_refused(tmp_path):
                        match=r"step_00000003\.pt.*lr_d=0.001 there, 0.0002 now.*resume=never"):
         train_gan(images, TrainingConfig.from_params(tiny_params(tmp_path, max_steps=4)),
                   data_hash=DATA_HASH)
+    # One written by a newer Atelier (a later checkpoint format) is refused, not misread.
+    checkpoint["params"]["lr_d"] = 0.0002
+    checkpoint["format"] = 99
+    torch.save(checkpoint, path.with_name("step_00000003.pt"))
+    with pytest.raises(CheckpointMismatchError, match=r"newer Atelier \(checkpoint format 99"):
+        train_gan(images, TrainingConfig.from_params(tiny_params(tmp_path, max_steps=4)),
+                  data_hash=DATA_HASH)
     # resume=never starts over, replacing the folder's checkpoints.
     result = train_gan(images, TrainingConfig.from_params(
         tiny_params(tmp_path, max_steps=2, resume="never")), data_hash=DATA_HASH)

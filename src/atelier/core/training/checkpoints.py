@@ -55,6 +55,12 @@ def _newest_matching_checkpoint(directory: Path, config: TrainingConfig,
     newest, checkpoint = _newest_readable(existing)
     if newest is None:
         return None
+    if int(checkpoint.get("format", CHECKPOINT_FORMAT)) > CHECKPOINT_FORMAT:
+        raise CheckpointMismatchError(
+            f"Refusing to resume from {newest}: it was written by a newer Atelier (checkpoint "
+            f"format {checkpoint['format']}; this one reads format {CHECKPOINT_FORMAT}). "
+            "Upgrade Atelier to continue it, or set training.resume=never to start over."
+        )
     ours = {**{key: getattr(config, key) for key in WEIGHT_PARAMETERS}, **generator_config}
     theirs = {**checkpoint["params"], **checkpoint["generator_config"]}
     differences = [f"{key}={theirs.get(key)!r} there, {value!r} now"
