@@ -5,8 +5,8 @@
 hundred steps) and trained on small RGB icons. Three checks:
 
 - the recipe leaves DiffAugment's cutout out: on real icons (1,500 steps) it leaked as
-  background-coloured square holes, at ``augment_p`` 1 and still at 0.5
-  (benchmarks/README.md, "Image quality at equal steps");
+  background-coloured square holes at ``augment_p`` 1, and at 0.5 it measured no better
+  than leaving it out (benchmarks/README.md, "Image quality at equal steps");
 - the root cause of a leak: under the recipe the discriminator also receives images that
   no transform touched, in every pass (D reals and fakes, G fakes): (1 - p) per transform.
   With ``augment_p`` 1, as the recipe shipped before, every image it ever saw was
