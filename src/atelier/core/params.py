@@ -9,7 +9,7 @@ inside torch.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -54,3 +54,19 @@ def check_keys(namespace: str, params: Mapping[str, Any], cls: type, source: str
                          f"(see {source}).")
     if missing:
         raise ValueError(f"Missing {namespace} parameter(s) {missing}; {source} defines them all.")
+
+
+def typed_fields(namespace: str, params: Mapping[str, Any], cls: type, source: str,
+                 special: Mapping[str, Callable[[str, Any], Any]] | None = None) -> dict[str, Any]:
+    """``params`` checked against dataclass ``cls`` (:func:`check_keys`) and read into its
+    fields' types (``int``, ``float``, ``bool``, ``str | bool`` = ``"auto"`` or a bool, else
+    ``str``); ``special`` reads named fields its own way (``reader(key, value)``)."""
+    check_keys(namespace, params, cls, source)
+    readers = {"int": as_int, "float": as_float, "bool": as_bool,
+               "str | bool": lambda key, value: value if value == "auto" else as_bool(key, value)}
+    values = {}
+    for field in dataclasses.fields(cls):
+        reader = (special or {}).get(field.name) or readers.get(field.type)
+        value = params[field.name]
+        values[field.name] = reader(f"{namespace}.{field.name}", value) if reader else str(value)
+    return values

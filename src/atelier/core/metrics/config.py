@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from atelier.core.metrics.network import FID_DIMS
-from atelier.core.params import as_int, check_keys
+from atelier.core.params import typed_fields
 
 #: Model selection during training generates its images from seeds ``SELECTION_SEED_OFFSET,
 #: SELECTION_SEED_OFFSET + 1, ...``, a range the evaluation's seeds may not enter, so that
@@ -55,19 +55,10 @@ class EvaluationConfig:
         """Build and validate the config from the ``evaluation`` parameters dict."""
         if isinstance(params, EvaluationConfig):
             return params
-        check_keys("evaluation", params, cls, _SOURCE)
-        values = {}
-        for field in dataclasses.fields(cls):
-            value, key = params[field.name], f"evaluation.{field.name}"
-            if field.type == "int":
-                value = as_int(key, value)
-            elif field.name == "reference_cache_dir":
-                value = None if value in (None, "", "null") else str(value)
-            elif field.name == "inception_weights":
-                value = "auto" if value is None else str(value)
-            else:
-                value = str(value)
-            values[field.name] = value
+        values = typed_fields("evaluation", params, cls, _SOURCE, special={
+            "reference_cache_dir": lambda key, value: (None if value in (None, "", "null")
+                                                       else str(value)),
+            "inception_weights": lambda key, value: "auto" if value is None else str(value)})
         config = cls(**values)
         config._validate()
         return config

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from atelier.core.augment import parse_policy
-from atelier.core.params import as_bool, as_float, as_int, check_keys
+from atelier.core.params import typed_fields
 
 
 def _shapes_weights() -> Any:
@@ -71,22 +71,7 @@ class TrainingConfig:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> TrainingConfig:
         """Build and validate the config from the ``training`` parameters dict."""
-        check_keys("training", params, cls, "conf/base/parameters_training.yml")
-        values = {}
-        for field in dataclasses.fields(cls):
-            value = params[field.name]
-            key = f"training.{field.name}"
-            if field.type == "int":
-                value = as_int(key, value)
-            elif field.type == "float":
-                value = as_float(key, value)
-            elif field.type == "bool":
-                value = as_bool(key, value)
-            elif field.type == "str | bool":
-                value = value if value == "auto" else as_bool(key, value)
-            else:
-                value = str(value)
-            values[field.name] = value
+        values = typed_fields("training", params, cls, "conf/base/parameters_training.yml")
         config = cls(**values)
         config._validate()
         return config
