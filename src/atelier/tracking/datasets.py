@@ -25,6 +25,7 @@ import warnings
 from pathlib import Path
 
 import mlflow
+import mlflow.exceptions
 import pandas as pd
 from mlflow.data.pandas_dataset import PandasDataset
 
@@ -99,8 +100,25 @@ def log_image_datasets(manifest: pd.DataFrame, primary_images: dict, lineage: di
     if remote:
         tags["dvc_remote"] = remote
     for context, dataset in image_datasets(manifest, primary_images, lineage, source).items():
-        with _quiet():
-            mlflow.log_input(dataset, context=context, tags=tags)
+        _log_input(dataset, context, tags)
+
+
+def _log_input(dataset, context: str, tags: dict[str, str], attempts: int = 3) -> None:
+    """``mlflow.log_input``, again when a concurrent run on the same server inserted the same
+    dataset (same experiment, name and digest) between the server's lookup and its insert:
+    the server answers with a unique-key violation; the next attempt finds the row."""
+    for attempt in range(attempts):
+        try:
+            with _quiet():
+                mlflow.log_input(dataset, context=context, tags=tags)
+            return
+        except mlflow.exceptions.MlflowException as error:
+            text = str(error)
+            if attempt == attempts - 1 or not ("UniqueViolation" in text or "UNIQUE constraint" in text
+                                               or "already exists" in text):
+                raise
+            logger.info("Dataset %s was logged concurrently by another run: retrying.",
+                        dataset.name)
 
 
 def run_dataset(run_id: str, context: str):
