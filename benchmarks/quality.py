@@ -298,6 +298,48 @@ def print_targets(summary: dict, real_squares: dict | None = None) -> None:
                   f"{'met' if studio['square_patches'] <= real else 'NOT met'}")
 
 
+GRID_PADDING = 2  # make_grid's padding in atelier.core.generate.image_grid
+
+
+def grid_tiles(path: Path, resolution: int = RESOLUTION) -> torch.Tensor:
+    """The uint8 N x 3 x R x R samples of a grid written by ``--grids`` (``image_grid``)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        pixels = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+    step = resolution + GRID_PADDING
+    rows, columns = (pixels.shape[1] - GRID_PADDING) // step, (pixels.shape[2] - GRID_PADDING) // step
+    if rows * step + GRID_PADDING != pixels.shape[1] or columns * step + GRID_PADDING != pixels.shape[2]:
+        sys.exit(f"{path} is not a grid of {resolution} px samples written by --grids.")
+    return torch.stack([pixels[:, GRID_PADDING + r * step:GRID_PADDING + r * step + resolution,
+                               GRID_PADDING + c * step:GRID_PADDING + c * step + resolution]
+                        for r in range(rows) for c in range(columns)])
+
+
+def leak_from_grids(folder: Path, data_dir: Path) -> None:
+    """Print the leak measure of the samples in the committed grids (``<recipe>-seed<N>.png``
+    under ``folder``), per recipe (mean and spread over seeds), beside the real images':
+    the measure re-read from the samples of a past run, without training again."""
+    by_recipe: dict[str, dict[int, float]] = {}
+    for path in sorted(folder.glob("*-seed*.png")):
+        recipe, seed = path.stem.rsplit("-seed", 1)
+        by_recipe.setdefault(recipe, {})[int(seed)] = square_patch_fraction(grid_tiles(path))
+    if not by_recipe:
+        sys.exit(f"No <recipe>-seed<N>.png grids under {folder}.")
+    data = load_emoji(data_dir)
+    print(f"{'images':<24} {'seeds':<8} {'samples':>8} {'squares':>15}  per seed")
+    for recipe, seeds in by_recipe.items():
+        values = np.array(list(seeds.values()))
+        count = len(grid_tiles(folder / f"{recipe}-seed{next(iter(seeds))}.png"))
+        print(f"{recipe:<24} {','.join(map(str, seeds)):<8} {count * len(seeds):>8} "
+              f"{values.mean():6.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:5.3f}  "
+              + " ".join(f"{value:.3f}" for value in values))
+    for name in ("held_out", "train"):
+        images = torch.from_numpy(data[name])
+        print(f"{'real ' + name.replace('_', '-'):<24} {'':<8} {len(images):>8} "
+              f"{square_patch_fraction(images):6.3f}")
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -333,11 +375,17 @@ def main() -> None:
                         help="print one table from these --out files and exit (no training)")
     parser.add_argument("--grids", type=Path, help="write a 64-sample grid per recipe and seed "
                         "here (<recipe>-seed<N>.png)")
+    parser.add_argument("--leak-from-grids", type=Path, metavar="DIR",
+                        help="print the leak measure of the samples in the grids under DIR "
+                             "(written by --grids) beside the real images', and exit (no training)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 20 steps, one seed, 100 training images, 50 samples")
     args = parser.parse_args()
     if args.report:
         report(args.report)
+        return
+    if args.leak_from_grids:
+        leak_from_grids(args.leak_from_grids, args.data_dir)
         return
     if args.train_images > TRAIN_BUDGET:
         parser.error(f"--train-images is at most {TRAIN_BUDGET}")

@@ -32,7 +32,7 @@ def test_sides_run_from_a_quarter_of_the_cutout_to_the_cutout():
     assert list(patch_sides(32)) == list(range(4, 17))
     assert patch_sides(64)[0] == 8 and patch_sides(64)[-1] == 32
     assert len(patch_sides(256)) <= 16 and patch_sides(256)[0] == 32
-    assert edge_width(32) == 2 and edge_width(128) == 8
+    assert edge_width(32) == 1 and edge_width(64) == 2 and edge_width(128) == 4
 
 
 @pytest.mark.parametrize("side", [4, 8, 16])
@@ -61,6 +61,15 @@ def test_the_open_background_thin_gaps_and_colours_of_the_subject_are_not_counte
     assert square_patch_mask(small).tolist() == [False]
 
 
+def test_a_round_hole_is_not_a_cutout_square():
+    images = _icons(2)
+    rows, cols = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    disc = (rows - 15.5) ** 2 + (cols - 15.5) ** 2 <= 6.5 ** 2  # 13 px across
+    images[0][:, disc] = 255
+    images[1, :, 10:22, 10:22] = 255  # the square of about the same area
+    assert square_patch_mask(images).tolist() == [False, True]
+
+
 def test_the_background_colour_is_read_from_the_frame():
     images = _icons(2)
     images[images == 255] = 0  # the same icons on black
@@ -83,8 +92,8 @@ def test_cutout_shows_up_in_the_measure_in_proportion_to_its_probability():
     half = square_patch_fraction(diff_augment(as_float, "cutout", torch.Generator().manual_seed(0),
                                               strength=0.5))
     # A cut square counts where a square window fits it with subject on three sides: when
-    # it lies inside the image or crosses one border (about (17 / 33)^2 of the centres are
-    # fully inside the 2 px frame at 32 px), not when clipped into a rectangle.
+    # it lies inside the image or crosses one border, not when a corner of the image clips
+    # it into a rectangle open on two sides.
     assert full > 0.2
     assert 0.3 * full < half < 0.7 * full
 
@@ -97,4 +106,4 @@ def test_bad_input_is_refused_clearly():
     with pytest.raises(ValueError, match="No images"):
         square_patch_fraction(torch.zeros(0, 3, 32, 32))
     with pytest.raises(ValueError, match="patch side"):
-        square_patch_mask(torch.zeros(1, 3, 32, 32), sides=[30])
+        square_patch_mask(torch.zeros(1, 3, 32, 32), sides=[31])

@@ -14,23 +14,28 @@ lies between a quarter of the cutout's side and the cutout's side (at least 2 px
 - of one fill colour: at least ``FILL_SHARE`` of its pixels lie within ``tolerance`` (in
   every channel, [0, 1] units) of the image's background colour (the per-channel median
   of its one-pixel frame) or of cutout's mid-grey fill, and
-- cut into the subject: of the four strips of ``edge`` pixels just outside its sides, at
-  least three lie inside the image and hold at least ``SUBJECT_SHARE`` of pixels that are
-  *not* of that colour.
+- cut into the subject: of the four lines of ``edge`` pixels (1 at 32 px) just outside
+  its sides, at least three lie inside the image and hold at least ``SUBJECT_SHARE`` of
+  pixels that are *not* of that colour: the hole's edges are straight and sharp, as
+  cutout's are, the subject starting on the very next line.
 
-So a hole in the subject (four sides) and a notch cut into its outline (three) count, while
-the open background around a subject does not (it runs off the border, or meets the
-subject on one or two sides), nor do thin gaps narrower than the smallest side.
+So a square hole in the subject (four sides) and a notch cut into its outline (three)
+count, while the open background around a subject does not (it runs off the border, or
+meets the subject on one or two sides), nor do round holes and the soft, curved gaps
+between the blobs of a fragmented subject (fill-coloured pixels on the line next to any
+window that fits them), nor thin gaps narrower than the smallest side.
 
 :func:`square_patch_fraction` is the fraction of images holding one. Real collections have
 such holes of their own (flags, keycaps, windows, square symbols), so the figure means
 something only beside the same fraction for the real images: a generator that does not
 leak shows about the real images' fraction; one that leaks shows more. Measured on the
-emoji set of ``benchmarks/quality.py`` (32 x 32): real images 0.03, the leaking recipe's
-step-1500 samples 0.14; grey noise and smooth blobs do not count unless they are of a fill
-colour. Its known limit: white gaps between the blobs of a fragmented subject (a young
-generator's) count like cut-out holes (0.045 for the studio recipe at 1,500 steps, which
-paints no blocky squares by eye).
+emoji set of ``benchmarks/quality.py`` (32 x 32, ``--leak-from-grids`` on the committed
+grids, 192 samples per recipe): real images 0.026, the leaking recipe's samples 0.068 and
+0.094 (two sessions), the generators that never saw cutout (plain DCGAN, the default
+recipe, the studio recipe) 0.010 to 0.026. The first version judged a 2 px strip outside
+each side (two lines averaged); it also counted the curved white gaps of fragmented
+samples (0.045 for the studio recipe, 0.025 for DCGAN) and caught fewer of the leaked
+holes, whose subject edges are speckled.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from atelier.core.augment import CUTOUT_RATIO
 
 FILL_TOLERANCE = 0.12  # largest per-channel distance from the fill colour, in [0, 1] units
 FILL_SHARE = 0.95  # share of a window's pixels that must be of the fill colour
-SUBJECT_SHARE = 0.75  # share of an edge strip's pixels that must not be of it
+SUBJECT_SHARE = 0.75  # share of an edge line's pixels that must not be of it
 CUTOUT_FILL = 0.5  # cutout's zero in the generator's [-1, 1] range, in [0, 1] units
 MAX_SIDES = 16  # window sides searched per image, evenly spaced
 
@@ -62,8 +67,14 @@ def patch_sides(resolution: int) -> range:
 
 
 def edge_width(resolution: int) -> int:
-    """Pixels of the strip judged outside each side: 2 at 32 px, growing with the image."""
-    return max(2, resolution // 16)
+    """Pixels of the line judged outside each side: 1 at 32 px, growing with the image.
+
+    The line right next to the window: cutout's edges are straight and sharp, so the
+    subject starts on the very next pixel line along (almost) the whole side. A round gap
+    or a soft-edged hole between blobs leaves fill-coloured pixels on that line. (A 2 px
+    strip at 32 px, the first version, averaged a second line in and counted those.)
+    """
+    return max(1, resolution // 32)
 
 
 def _unit_float(images: Tensor) -> Tensor:

@@ -43,7 +43,10 @@ def _studio_training_parameters() -> dict:
 
 
 def _icons(count: int = 96, resolution: int = 32) -> torch.Tensor:
-    """RGB icons: a large flat disc with a smaller disc of another colour, on white."""
+    """RGB icons: a large flat disc with a smaller, darker disc on it, on white. The colours
+    are dark (the body below 120, the spot below 60 in every channel): a young generator
+    paints the average of its training colours, and an average near cutout's mid-grey
+    would be counted as a grey square by the leak measure."""
     generator = torch.Generator().manual_seed(7)
     rows, cols = torch.meshgrid(torch.arange(resolution), torch.arange(resolution), indexing="ij")
     icons = torch.full((count, 3, resolution, resolution), 255, dtype=torch.uint8)
@@ -51,9 +54,9 @@ def _icons(count: int = 96, resolution: int = 32) -> torch.Tensor:
         centre = torch.rand(2, generator=generator) * 4 + resolution / 2 - 2
         radius = float(torch.rand(1, generator=generator)) * 3 + resolution * 0.38
         body = ((rows - centre[0]) ** 2 + (cols - centre[1]) ** 2).sqrt() < radius
-        icon[:, body] = torch.randint(0, 200, (3, 1), generator=generator, dtype=torch.uint8)
+        icon[:, body] = torch.randint(0, 120, (3, 1), generator=generator, dtype=torch.uint8)
         spot = ((rows - centre[0] + 5) ** 2 + (cols - centre[1] - 4) ** 2).sqrt() < 4
-        icon[:, spot] = torch.randint(0, 256, (3, 1), generator=generator, dtype=torch.uint8)
+        icon[:, spot] = torch.randint(0, 60, (3, 1), generator=generator, dtype=torch.uint8)
     return icons
 
 
@@ -97,4 +100,8 @@ def test_studio_recipe_shows_the_discriminator_clean_images_and_paints_no_square
         assert share > 0.1, f"{name}: the discriminator never sees un-augmented images"
         assert abs(share - expected) < 0.05, (name, share, expected)
     samples = generate_images(result.generator, range(256))
-    assert square_patch_fraction(samples) <= square_patch_fraction(icons)
+    # No more often than in the icons, up to sampling noise: two percentage points (five of
+    # the 256 samples; a 300-step generator paints blurred, off-white backgrounds the
+    # measure can catch once or twice), where the recipe that leaked painted square holes
+    # into 7 to 20 % of its samples (benchmarks/README.md).
+    assert square_patch_fraction(samples) <= square_patch_fraction(icons) + 0.02
