@@ -106,11 +106,15 @@ def cycled_labels(generator: nn.Module, seeds: Sequence[int]) -> list[int] | Non
 
 
 def generate_batches(generator: nn.Module, seeds: Sequence[int], batch_size: int = 256,
-                     device: str | torch.device | None = None) -> Iterator[torch.Tensor]:
+                     device: str | torch.device | None = None,
+                     labels: Sequence[int] | None = None) -> Iterator[torch.Tensor]:
     """:func:`generate_images` batch by batch (only one batch is held at a time), for
     scoring many samples: uint8 ``B x C x H x W`` batches on ``device``. A class-conditional
-    generator draws the classes of :func:`cycled_labels`."""
-    labels = cycled_labels(generator, seeds)
+    generator draws ``labels`` (one class per seed; default: :func:`cycled_labels`)."""
+    if labels is None:
+        labels = cycled_labels(generator, seeds)
+    elif len(labels) != len(seeds):
+        raise ValueError(f"Give one label per seed: {len(seeds)} seeds, {len(labels)} labels.")
     for start in range(0, len(seeds), batch_size):
         part = slice(start, start + batch_size)
         yield generate_images(generator, seeds[part], batch_size=batch_size, device=device,

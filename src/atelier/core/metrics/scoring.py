@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from atelier.core.generate import generate_batches, generate_images
+from atelier.core.generate import generate_batches
 from atelier.core.metrics.cache import ReferenceStatistics, reference_statistics_of_images
 from atelier.core.metrics.config import SELECTION_SEED_OFFSET, EvaluationConfig
 from atelier.core.metrics.features import InceptionFeatures, extract_features
@@ -114,21 +114,9 @@ def score_generator(generator: nn.Module, reference: torch.Tensor | ReferenceSta
         generator = generator.to(device)
     else:
         device = next(generator.parameters()).device
-    if labels is None:
-        batches = generate_batches(generator, seeds, config.batch_size, device)
-    else:
-        batches = _labelled_batches(generator, seeds, labels, config.batch_size, device)
+    batches = generate_batches(generator, seeds, config.batch_size, device, labels=labels)
     return score_batches(batches, reference, inception, config, total=len(seeds),
                          inception_score=inception_score, description=description)
-
-
-def _labelled_batches(generator, seeds, labels, batch_size, device):
-    if len(labels) != len(seeds):
-        raise ValueError(f"Give one label per seed: {len(seeds)} seeds, {len(labels)} labels.")
-    for start in range(0, len(seeds), batch_size):
-        part = slice(start, start + batch_size)
-        yield generate_images(generator, seeds[part], batch_size=batch_size, device=device,
-                              labels=list(labels[part]))
 
 
 def incompatibility(generator: nn.Module, reference: torch.Tensor) -> str | None:
