@@ -34,14 +34,24 @@ from typing import Any
 import torch
 from torch import nn
 
+from atelier.core.fastgan import FastGANDiscriminator, FastGANGenerator, check_fastgan_resolution
+from atelier.core.layers import class_labels, initialize_dcgan_weights
 from atelier.core.storage import write_atomically
 
 MAX_WIDTH_MULTIPLIER = 8
 
 
-def check_resolution(resolution: int) -> None:
-    """Refuse a resolution the networks cannot be built for (a power of two, at least 16),
-    naming ``preprocessing.resolution``; the preflight calls it before any node runs."""
+#: The generator families ``training.architecture`` chooses between.
+ARCHITECTURES = ("dcgan", "fastgan")
+
+
+def check_resolution(resolution: int, architecture: str = "dcgan") -> None:
+    """Refuse a resolution ``architecture``'s networks cannot be built for (DCGAN: a power
+    of two, at least 16; FastGAN: at least 32), naming ``preprocessing.resolution``; the
+    preflight calls it before any node runs."""
+    if architecture == "fastgan":
+        check_fastgan_resolution(resolution)
+        return
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 16 \
             or resolution & (resolution - 1):
         raise ValueError(
@@ -55,50 +65,6 @@ def _layer_widths(resolution: int, width: int) -> list[int]:
     check_resolution(resolution)
     stages = int(math.log2(resolution)) - 2
     return [width * min(2 ** (stages - 1 - i), MAX_WIDTH_MULTIPLIER) for i in range(stages)]
-
-
-def initialize_dcgan_weights(module: nn.Module) -> None:
-    """DCGAN initialisation: conv weights ~ N(0, 0.02); batch-norm scale ~ N(1, 0.02), shift 0."""
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-        if module.bias is not None:  # only the SN discriminator's convs have one
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.modules.batchnorm._BatchNorm):
-        nn.init.normal_(module.weight, 1.0, 0.02)
-        nn.init.zeros_(module.bias)
-
-
-def _class_labels(
-    labels: torch.Tensor | None, num_classes: int, batch: int, network: str
-) -> torch.Tensor | None:
-    """``labels`` checked against the network: int64 class indices, one per row, or None."""
-    if num_classes == 0:
-        if labels is not None:
-            raise ValueError(
-                f"This {network} is unconditional (num_classes=0): call it without labels."
-            )
-        return None
-    if labels is None:
-        raise ValueError(
-            f"This {network} is class-conditional (num_classes={num_classes}): pass labels, "
-            f"an int64 tensor of {batch} class indices in [0, {num_classes})."
-        )
-    labels = torch.as_tensor(labels)
-    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
-        raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}.")
-    if labels.shape != (batch,):
-        raise ValueError(
-            f"Give the {network} one label per row: expected shape ({batch},), "
-            f"got {tuple(labels.shape)}."
-        )
-    # One host sync; it turns CUDA's opaque device-side assert from nn.Embedding into a
-    # message that names the problem.
-    if bool(((labels < 0) | (labels >= num_classes)).any()):
-        raise ValueError(
-            f"Class labels must lie in [0, {num_classes}) for this {network}, got values from "
-            f"{int(labels.min())} to {int(labels.max())}."
-        )
-    return labels.long()
 
 
 class Generator(nn.Module):
@@ -163,7 +129,7 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         z = z.view(z.shape[0], self.latent_dim)
-        labels = _class_labels(labels, self.num_classes, z.shape[0], "generator")
+        labels = class_labels(labels, self.num_classes, z.shape[0], "generator")
         if labels is not None:
             embedding = self.class_embedding(labels.to(z.device)).to(z.dtype)
             z = torch.cat([z, embedding], dim=1)
@@ -236,7 +202,7 @@ class Discriminator(nn.Module):
                 nn.utils.parametrizations.spectral_norm(module)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        labels = _class_labels(labels, self.num_classes, images.shape[0], "discriminator")
+        labels = class_labels(labels, self.num_classes, images.shape[0], "discriminator")
         if labels is None:
             return self.main(images).view(-1)
         features = self.main(images).sum(dim=(2, 3))
@@ -244,24 +210,44 @@ class Discriminator(nn.Module):
         return self.head(features).view(-1) + projection
 
 
-#: The keys of every generator ``config``, and the optional ones (``Generator.config``).
+#: The keys of every generator ``config``, and the optional ones (``Generator.config``;
+#: ``architecture`` is absent from DCGAN configs, which predate the choice).
 GENERATOR_CONFIG_KEYS = frozenset({"resolution", "channels", "latent_dim", "g_width"})
-OPTIONAL_CONFIG_KEYS = frozenset({"num_classes"})
+OPTIONAL_CONFIG_KEYS = frozenset({"num_classes", "architecture"})
 
 
-def build_generator(config: dict) -> Generator:
-    """Rebuild a generator from the ``config`` saved with its weights (see ``Generator.config``).
+def build_generator(config: dict) -> Generator | FastGANGenerator:
+    """Rebuild a generator from the ``config`` saved with its weights (``.config`` of a
+    :class:`Generator` or a :class:`~atelier.core.fastgan.FastGANGenerator`).
 
-    ``num_classes`` is optional (absent: unconditional), so configs saved before
-    conditioning existed still load.
+    ``architecture`` is optional (absent: ``dcgan``), and so is ``num_classes`` (absent:
+    unconditional), so configs saved before either existed still load.
     """
     required = GENERATOR_CONFIG_KEYS
     if not required <= set(config) <= required | OPTIONAL_CONFIG_KEYS:
         raise ValueError(
             f"A generator config needs exactly the keys {sorted(required)}, plus 'num_classes' "
-            f"for a class-conditional generator; got {sorted(config)}."
+            f"for a class-conditional generator and 'architecture' for a non-DCGAN one; got "
+            f"{sorted(config)}."
         )
-    return Generator(**{key: int(value) for key, value in config.items()})
+    arguments = {key: int(value) for key, value in config.items() if key != "architecture"}
+    architecture = config.get("architecture", "dcgan")
+    if architecture == "fastgan":
+        return FastGANGenerator(**arguments)
+    if architecture != "dcgan":
+        raise ValueError(f"Unknown generator architecture {architecture!r}; known: {ARCHITECTURES}.")
+    return Generator(**arguments)
+
+
+def build_discriminator(architecture: str, resolution: int, channels: int, d_width: int,
+                        spectral_norm: bool, num_classes: int) -> nn.Module:
+    """The discriminator that trains a generator of ``architecture``, spectrally normalised
+    when ``spectral_norm`` (FastGAN's paper always is; ``conf/fastgan`` sets it)."""
+    if architecture == "fastgan":
+        return FastGANDiscriminator(resolution, channels, d_width, num_classes,
+                                    spectral_norm=spectral_norm)
+    return Discriminator(resolution, channels, d_width, spectral_norm=spectral_norm,
+                         num_classes=num_classes)
 
 
 GENERATOR_FORMAT = 1

@@ -7,7 +7,8 @@ lookup there, no decoding and no host-to-device copy per step. Each rank samples
 from a stream seeded from (seed, rank, epoch), the step's flips and latents from one
 reseeded from (seed, rank, step), and the step's DiffAugment draws (of every image the
 discriminator sees in the D, G and R1 passes) from a third one reseeded from (seed, rank,
-step), so a resumed run draws exactly what an uninterrupted one would have.
+step) (and a FastGAN generator's noise from a fourth), so a resumed run draws exactly
+what an uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import torch
 from atelier.core.augment import diff_augment, parse_policy
 from atelier.core.training.config import TrainingConfig
 
-# Keeps the augmentation stream's seeds apart from the latent stream's for the same step.
+# Keep the augmentation and generator-noise streams' seeds apart from the latent stream's
+# for the same step.
 _AUGMENT_SALT = 0x2545F4914F6CDD1D
+_NOISE_SALT = 0x5851F42D4C957F2D
 
 
 def _stream_seed(seed: int, rank: int, counter: int) -> int:
@@ -55,6 +58,7 @@ class Batches:
         self.stream = torch.Generator(data_device)
         self.policy, self.augment_p = parse_policy(config.augment), config.augment_p
         self.augment_stream = torch.Generator(device)
+        self.noise_stream = torch.Generator(device)  # a generator's noise inputs (FastGAN)
         self._permutations: dict[int, torch.Tensor] = {}
 
     def __len__(self) -> int:
@@ -85,6 +89,7 @@ class Batches:
         real = self.images[index]
         labels = None if self.labels is None else self.labels[index].to(self.device, non_blocking=True)
         self.stream.manual_seed(_stream_seed(self.seed, self.rank, step))
+        self.noise_stream.manual_seed(_stream_seed(self.seed, self.rank, step) ^ _NOISE_SALT)
         if self.flip:
             flip = torch.rand(self.batch, 1, 1, 1, device=real.device, generator=self.stream) < 0.5
             real = torch.where(flip, real.flip(3), real)
@@ -102,3 +107,8 @@ class Batches:
         self.augment_stream.manual_seed(_stream_seed(self.seed, self.rank, step) ^ _AUGMENT_SALT)
         return partial(diff_augment, policy=self.policy, generator=self.augment_stream,
                        strength=self.augment_p)
+
+    def quarter(self, step: int) -> int:
+        """Step ``step``'s quarter (0 to 3) for FastGAN's discriminator to rebuild, from
+        the step's seed alone (no draw, no device sync)."""
+        return (_stream_seed(self.seed, self.rank, step) >> 17) % 4

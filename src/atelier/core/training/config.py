@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from atelier.core.augment import parse_policy
+from atelier.core.models import ARCHITECTURES
 from atelier.core.params import typed_fields
 
 
@@ -31,6 +32,7 @@ class TrainingConfig:
     """
 
     seed: int = _shapes_weights()
+    architecture: str = _shapes_weights()
     device: str
     devices: int
     max_steps: int
@@ -47,6 +49,9 @@ class TrainingConfig:
     ema_rampup: float = _shapes_weights()
     augment: str = _shapes_weights()
     augment_p: float = _shapes_weights()
+    ada: bool = _shapes_weights()
+    ada_target: float = _shapes_weights()
+    ada_kimg: float = _shapes_weights()
     spectral_norm: bool = _shapes_weights()
     r1_gamma: float = _shapes_weights()
     r1_every: int = _shapes_weights()
@@ -101,6 +106,16 @@ class TrainingConfig:
                      "ema_rampup", "r1_gamma"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if self.architecture not in ARCHITECTURES:
+            problems.append(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if not 0 < self.ada_target < 1:
+            problems.append(f"ada_target must be in (0, 1) (StyleGAN2-ADA: 0.6), got {self.ada_target}")
+        if not self.ada_kimg > 0:
+            problems.append(f"ada_kimg must be positive, got {self.ada_kimg}")
+        if self.ada and parse_policy_or_none(self.augment) == ():
+            problems.append("ada is on but augment is none: adaptive augmentation steers the "
+                            "strength of training.augment's transforms; name some (e.g. "
+                            "color,translation)")
         if not 0 <= self.augment_p <= 1:
             problems.append(f"augment_p must be in [0, 1], got {self.augment_p}")
         for name in ("lr_g", "lr_d"):
@@ -130,6 +145,14 @@ class TrainingConfig:
             problems.append(str(error).rstrip("."))
         if problems:
             raise ValueError("Invalid training parameters: " + "; ".join(problems) + ".")
+
+
+def parse_policy_or_none(policy: str) -> tuple[str, ...] | None:
+    """:func:`parse_policy`'s names, or None for a policy it refuses (reported on its own)."""
+    try:
+        return parse_policy(policy)
+    except ValueError:
+        return None
 
 
 #: The fields of :class:`TrainingConfig` that shape the weights (marked in the class).

@@ -23,7 +23,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from atelier.core.models import Discriminator, Generator, GeneratorCheckpoint
+from atelier.core.ada import AdaptiveAugment
+from atelier.core.fastgan import parameter_count
+from atelier.core.models import (
+    Generator,
+    GeneratorCheckpoint,
+    build_discriminator,
+    build_generator,
+)
 from atelier.core.training.batches import Batches
 from atelier.core.training.checkpoints import (
     checkpoint_to_resume,
@@ -91,6 +98,7 @@ class TrainingResult:
     device: str  # where rank 0 trained, e.g. "cpu" or "cuda:0"
     variant: str = "ema"
     scores: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    augment_p: float | None = None  # adaptive augmentation's strength at the end, when on
 
     @property
     def checkpoint(self) -> GeneratorCheckpoint:
@@ -103,7 +111,8 @@ class TrainingResult:
 def train_gan(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
               report: Report | None = None, labels: torch.Tensor | None = None,
               scorer: Scorer | None = None) -> TrainingResult:
-    """Train a DCGAN on ``images`` (uint8 ``N x C x H x W``, the training rows only).
+    """Train a GAN (``config.architecture``) on ``images`` (uint8 ``N x C x H x W``, the
+    training rows only).
 
     ``data_hash`` and the weight-shaping parameters name the checkpoint folder (resumed when
     ``config.resume`` is ``auto``). ``labels`` (int64 N) are needed when ``config.conditional``;
@@ -123,9 +132,18 @@ def train_gan(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
     (generator, discriminator, generator_ema), (optimizer_g, optimizer_d, scaler_g, scaler_d) = models, optimizers
     selection = ModelSelection(scorer if rank == 0 else None, config.eval_every, config.select_by,
                                config.eval_samples)
-    start_step, history, resumed_from = _resume(checkpoint_dir, config, rank, models, optimizers, selection)
+    ada = AdaptiveAugment(config.ada_target, config.ada_kimg, p=config.augment_p) if config.ada else None
+    start_step, history, resumed_from = _resume(checkpoint_dir, config, rank, models, optimizers,
+                                                selection, ada)
     batches = Batches(images, labels if num_classes else None, rank, world_size, device, config, memory_format)
+    if ada is not None:
+        batches.augment_p = ada.p  # the strength the resumed run had reached
+    reconstructs = config.architecture == "fastgan"  # D's self-supervised decoders train too
+    if hasattr(generator, "set_noise_stream"):
+        generator.set_noise_stream(batches.noise_stream)  # reseeded every step by draw()
     log_start(images, num_classes, device, len(batches), amp_dtype, config)
+    log.info("%s networks: generator %s parameters, discriminator %s.", config.architecture,
+             f"{parameter_count(generator):,}", f"{parameter_count(discriminator):,}")
     g_train, d_train, d_frozen = _wrap_for_training(models, config.compile, device, world_size)
     ema = MovingAverage(generator_ema, generator, config.ema_kimg, config.ema_rampup, config.batch_size)
     losses, progress = IntervalLosses(device, config.batch_size), tqdm(
@@ -141,12 +159,23 @@ def train_gan(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
             # ---------------------------------------------------------------- D step
             with autocast():
                 fake = g_train(z, real_labels)  # one G forward serves both steps, as in DCGAN
-                loss_d = discriminator_loss(config.loss, d_train(augment(real), real_labels),
+                if reconstructs:  # FastGAN: D also rebuilds the (augmented) reals it judged
+                    real_logits, reconstruction = d_train(augment(real), real_labels,
+                                                          quarter=batches.quarter(step))
+                else:
+                    real_logits = d_train(augment(real), real_labels)
+                loss_d = discriminator_loss(config.loss, real_logits,
                                             d_train(augment(fake.detach()), real_labels))
+                if reconstructs:
+                    loss_d = loss_d + reconstruction
                 if config.r1_gamma and step % config.r1_every == 0:  # lazy R1
                     r1 = r1_penalty(discriminator, real, real_labels, augment)
                     loss_d = loss_d + config.r1_gamma / 2 * config.r1_every * r1
             optimizer_step(loss_d, optimizer_d, scaler_d)
+            if ada is not None:  # StyleGAN2-ADA: r_t from D's logits on the reals it judged
+                ada.accumulate(real_logits)
+                ada.step(batches.batch, world_size, reduce=_sum_over_ranks)
+                batches.augment_p = ada.p  # from the next step on
             # ---------------------------------------------------------------- G step
             with autocast(), _frozen(discriminator):  # D only passes gradients through to G
                 loss_g = generator_loss(config.loss, d_frozen(augment(fake), real_labels))
@@ -158,7 +187,8 @@ def train_gan(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
             progress.update()
             log_step = step % config.log_every == 0 or step == config.max_steps
             if log_step:
-                metrics = end_interval(step, losses, history, progress, last_good_checkpoint, world_size)
+                metrics = end_interval(step, losses, history, progress, last_good_checkpoint, world_size,
+                                       None if ada is None else ada.p)
                 if rank == 0 and report is not None:
                     report(step, metrics, samples=samples(generator_ema, step, config, device, num_classes))
             # ---------------------------------------------------------------- model selection
@@ -173,21 +203,23 @@ def train_gan(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
                 raise_if_diverged(losses.first_nonfinite_step, last_good_checkpoint, world_size)
                 if rank == 0:
                     last_good_checkpoint = _checkpoint(checkpoint_dir, step, models, optimizers,
-                                                       selection, config, data_hash, history)
+                                                       selection, ada, config, data_hash, history)
             if stop:  # the checkpoint is written: exit as the signal asked
                 exit_on_signal(stop_signal, step, checkpoint_dir, progress)
             if log_step:
                 losses.restart_clock()  # images/s leaves out logging, scoring and saving
     progress.close()
-    return _result(generator_ema, selection, history, config.max_steps, resumed_from, device)
+    result = _result(generator_ema, selection, history, config.max_steps, resumed_from, device)
+    result.augment_p = None if ada is None else ada.p
+    return result
 
 
 # ------------------------------------------------------------------------- set up
 
 class _Models(NamedTuple):
-    generator: Generator  # with SyncBatchNorm layers when several GPUs train together
-    discriminator: Discriminator
-    generator_ema: Generator
+    generator: nn.Module  # with SyncBatchNorm layers when several GPUs train together
+    discriminator: nn.Module
+    generator_ema: nn.Module
 
 
 class _Optimizers(NamedTuple):
@@ -230,9 +262,12 @@ def _build_models(config: TrainingConfig, resolution: int, channels: int, num_cl
                   device: torch.device, memory_format: torch.memory_format,
                   world_size: int) -> _Models:
     torch.manual_seed(config.seed)  # same initial weights on every rank and every device
-    generator = Generator(resolution, channels, config.latent_dim, config.g_width, num_classes)
-    discriminator = Discriminator(resolution, channels, config.d_width,
-                                  spectral_norm=config.spectral_norm, num_classes=num_classes)
+    architecture = {} if config.architecture == "dcgan" else {"architecture": config.architecture}
+    generator = build_generator({**architecture, "resolution": resolution, "channels": channels,
+                                 "latent_dim": config.latent_dim, "g_width": config.g_width,
+                                 **({"num_classes": num_classes} if num_classes else {})})
+    discriminator = build_discriminator(config.architecture, resolution, channels, config.d_width,
+                                        config.spectral_norm, num_classes)
     generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
     for module in (generator, discriminator, generator_ema):
         module.to(device, memory_format=memory_format)
@@ -269,10 +304,10 @@ def _state_dicts(models: _Models, optimizers: _Optimizers) -> dict[str, Any]:
 
 
 def _resume(checkpoint_dir: Path, config: TrainingConfig, rank: int, models: _Models,
-            optimizers: _Optimizers,
-            selection: ModelSelection) -> tuple[int, list[dict[str, float]], Path | None]:
-    """Load the checkpoint to resume into the models, optimizers and model selection:
-    (step, history, path)."""
+            optimizers: _Optimizers, selection: ModelSelection,
+            ada: AdaptiveAugment | None) -> tuple[int, list[dict[str, float]], Path | None]:
+    """Load the checkpoint to resume into the models, optimizers, model selection and the
+    adaptive augmentation: (step, history, path)."""
     path = checkpoint_to_resume(checkpoint_dir, config, models.generator.config, rank)
     if path is None:
         return 0, [], None
@@ -280,6 +315,8 @@ def _resume(checkpoint_dir: Path, config: TrainingConfig, rank: int, models: _Mo
     for name, part in {**models._asdict(), **optimizers._asdict()}.items():
         part.load_state_dict(checkpoint[name])
     selection.load_state_dict(checkpoint.get("selection"))
+    if ada is not None:  # the key shapes the weights, so a checkpoint of an ADA run has it
+        ada.load_state_dict(checkpoint["ada"])
     log.info("Resuming training from %s (step %d of %d).", path, checkpoint["step"],
              config.max_steps)
     return checkpoint["step"], checkpoint["history"], path
@@ -301,6 +338,13 @@ def _wrap_for_training(models: _Models, compile_models: bool, device: torch.devi
         # the first steps are slow while it compiles.
         g_train, d_train, d_frozen = map(torch.compile, (g_train, d_train, d_frozen))
     return g_train, d_train, d_frozen
+
+
+def _sum_over_ranks(pair: torch.Tensor) -> torch.Tensor:
+    """ADA's ``[sum of signs, count]`` summed over the ranks (itself on one process)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(pair)
+    return pair
 
 
 @contextlib.contextmanager
@@ -329,10 +373,12 @@ def _result(generator_ema: Generator, selection: ModelSelection, history: list[d
 
 
 def _checkpoint(directory: Path, step: int, models: _Models, optimizers: _Optimizers,
-                selection: ModelSelection, config: TrainingConfig, data_hash: str,
-                history: list[dict[str, float]]) -> Path:
+                selection: ModelSelection, ada: AdaptiveAugment | None, config: TrainingConfig,
+                data_hash: str, history: list[dict[str, float]]) -> Path:
     """Save every state (and the best generator so far) as ``step_<step>.pt``; prune old ones."""
     states = {**_state_dicts(models, optimizers), "selection": selection.state_dict()}
+    if ada is not None:
+        states["ada"] = ada.state_dict()
     path = save_checkpoint(directory, step, states, config, models.generator.config, data_hash,
                             history)
     prune_checkpoints(directory, config.keep_checkpoints)

@@ -33,10 +33,14 @@ def log_start(images: torch.Tensor, num_classes: int, device: torch.device, shar
 
 
 def end_interval(step: int, losses: IntervalLosses, history: list[dict[str, float]],
-                  progress: tqdm, last_good: Path | None, world_size: int) -> dict[str, float]:
-    """Close a logging interval: check for divergence, record and show its metrics."""
+                  progress: tqdm, last_good: Path | None, world_size: int,
+                  augment_p: float | None = None) -> dict[str, float]:
+    """Close a logging interval: check for divergence, record and show its metrics
+    (``augment_p``: adaptive augmentation's strength now, when it is on)."""
     raise_if_diverged(losses.first_nonfinite_step, last_good, world_size)
     metrics = losses.interval_metrics()
+    if augment_p is not None:
+        metrics["augment_p"] = augment_p
     history.append({"step": step, **metrics})
     progress.set_postfix(loss_d=f"{metrics['loss_d']:.3f}", loss_g=f"{metrics['loss_g']:.3f}",
                          img_s=f"{metrics['images_per_sec']:.0f}")

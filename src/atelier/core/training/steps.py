@@ -106,12 +106,17 @@ def recalibrate_batchnorm(generator: nn.Module, batches: int = 32, batch_size: i
     device = next(generator.parameters()).device
     stream = torch.Generator().manual_seed(seed)
     num_classes = getattr(generator, "num_classes", 0)
+    # A generator with noise inputs (FastGAN's) draws them from torch's default RNG here:
+    # forked and seeded, so the statistics depend on the seed alone.
+    devices = [device] if device.type == "cuda" else []
     try:
-        for _ in range(batches):
-            z = torch.randn(batch_size, generator.latent_dim, generator=stream).to(device)
-            labels = (torch.randint(num_classes, (batch_size,), generator=stream).to(device)
-                      if num_classes else None)
-            generator(z, labels)
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            for _ in range(batches):
+                z = torch.randn(batch_size, generator.latent_dim, generator=stream).to(device)
+                labels = (torch.randint(num_classes, (batch_size,), generator=stream).to(device)
+                          if num_classes else None)
+                generator(z, labels)
     finally:
         for norm, momentum in zip(norms, momenta, strict=True):
             norm.momentum = momentum

@@ -1,0 +1,52 @@
+"""Pieces both generator families share (:mod:`atelier.core.models`' DCGAN and
+:mod:`atelier.core.fastgan`): DCGAN's weight initialisation and the class-label check of
+class-conditional networks."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def initialize_dcgan_weights(module: nn.Module) -> None:
+    """DCGAN initialisation: conv weights ~ N(0, 0.02); batch-norm scale ~ N(1, 0.02), shift 0."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:  # only the SN discriminator's convs have one
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def class_labels(
+    labels: torch.Tensor | None, num_classes: int, batch: int, network: str
+) -> torch.Tensor | None:
+    """``labels`` checked against the network: int64 class indices, one per row, or None."""
+    if num_classes == 0:
+        if labels is not None:
+            raise ValueError(
+                f"This {network} is unconditional (num_classes=0): call it without labels."
+            )
+        return None
+    if labels is None:
+        raise ValueError(
+            f"This {network} is class-conditional (num_classes={num_classes}): pass labels, "
+            f"an int64 tensor of {batch} class indices in [0, {num_classes})."
+        )
+    labels = torch.as_tensor(labels)
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}.")
+    if labels.shape != (batch,):
+        raise ValueError(
+            f"Give the {network} one label per row: expected shape ({batch},), "
+            f"got {tuple(labels.shape)}."
+        )
+    # One host sync; it turns CUDA's opaque device-side assert from nn.Embedding into a
+    # message that names the problem.
+    if bool(((labels < 0) | (labels >= num_classes)).any()):
+        raise ValueError(
+            f"Class labels must lie in [0, {num_classes}) for this {network}, got values from "
+            f"{int(labels.min())} to {int(labels.max())}."
+        )
+    return labels.long()
