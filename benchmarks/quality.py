@@ -85,7 +85,8 @@ PACKAGE_IMAGES = "package/img/google/64"
 RESOLUTION, HELD_OUT, TRAIN_BUDGET = 32, 500, 2000
 # Architecture and batch of the seed recipe (pytorch/examples dcgan: nz 100, ngf = ndf = 64).
 SEED_RECIPE = {"latent_dim": 100, "g_width": 64, "d_width": 64, "batch_size": 64}
-RECIPES = ("dcgan", "atelier-default", "atelier-studio", "atelier-studio-cutout", "atelier-studio-p1")
+RECIPES = ("dcgan", "atelier-default", "atelier-studio", "atelier-studio-cutout", "atelier-studio-p1",
+           "atelier-fastgan")
 # What the studio variants change in conf/studio's recipe: cutout kept at the probability of
 # the first fix, and the recipe exactly as it shipped before the augmentation-leak fix.
 STUDIO_VARIANTS = {"atelier-studio-cutout": {"augment": "color,translation,cutout", "augment_p": 0.5},
@@ -177,9 +178,11 @@ def training_parameters(recipe: str, steps: int, seed: int, checkpoint_dir: Path
     key by key as Kedro merges them), then ``overrides`` (``--set``, studio recipes only),
     then the benchmark's settings."""
     params = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_training.yml").read_text())["training"]
-    if recipe.startswith("atelier-studio"):
-        studio = yaml.safe_load((PROJECT_ROOT / "conf/studio/parameters_training.yml").read_text())
-        params.update(studio.get("training", {}))
+    if recipe.startswith("atelier-studio") or recipe == "atelier-fastgan":
+        environment = "fastgan" if recipe == "atelier-fastgan" else "studio"
+        recipe_params = yaml.safe_load(
+            (PROJECT_ROOT / f"conf/{environment}/parameters_training.yml").read_text())
+        params.update(recipe_params.get("training", {}))
         params.update(overrides or {})
         params.update(STUDIO_VARIANTS.get(recipe, {}))
     else:  # the default recipe at the seed recipe's architecture and batch
@@ -187,6 +190,25 @@ def training_parameters(recipe: str, steps: int, seed: int, checkpoint_dir: Path
     params.update(seed=seed, max_steps=steps, device="cpu" if not torch.cuda.is_available() else "auto",
                   sample_every=0, checkpoint_every=0, checkpoint_dir=str(checkpoint_dir), resume="never")
     return params
+
+
+def steps_for(seconds: float, recipe: str, images: torch.Tensor, seed: int, scratch: Path,
+              overrides: dict, device: torch.device, probe: int = 20) -> int:
+    """The steps ``recipe`` runs in ``seconds`` of training on this machine now, from a
+    timed ``probe``-step run (after two warm-up steps; scoring left out): the equal
+    wall-clock budget, since the networks cost differently per step."""
+    def timed(steps: int) -> float:
+        started = time.perf_counter()
+        if recipe == "dcgan":
+            train_dcgan(images, steps, seed, device)
+        else:
+            params = training_parameters(recipe, steps, seed, scratch / f"probe-{steps}", overrides)
+            params.update(eval_every=0)
+            train_gan(images, TrainingConfig.from_params(params), data_hash="probe")
+        return time.perf_counter() - started
+    warm = timed(2)
+    per_step = max(timed(probe + 2) - warm, 1e-6) / probe
+    return max(1, int(seconds / per_step))
 
 
 def train_atelier(recipe: str, images: torch.Tensor, steps: int, seed: int,
@@ -353,6 +375,10 @@ def cpu_model() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=1500, help="training steps of every recipe")
+    parser.add_argument("--seconds", type=float, help="equal wall-clock instead of equal steps: "
+                        "each recipe trains for the steps a timed probe says fit in SECONDS")
+    parser.add_argument("--resolution", type=int, default=32, choices=[32, 64],
+                        help="side of the training images (the package's PNGs are 64 px)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=RECIPES)
     parser.add_argument("--data-dir", type=Path, default=Path("~/.cache/atelier-bench").expanduser(),
@@ -381,6 +407,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 20 steps, one seed, 100 training images, 50 samples")
     args = parser.parse_args()
+    global RESOLUTION
+    RESOLUTION = args.resolution
     if args.report:
         report(args.report)
         return
@@ -441,6 +469,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for seed in args.seeds:
             for recipe in args.recipes:
+                if args.seconds:
+                    args.steps = steps_for(args.seconds, recipe, train_atelier_images, seed,
+                                           Path(scratch), overrides, device)
+                    print(f"{recipe}: {args.steps} steps fit in {args.seconds:.0f} s", flush=True)
                 started = time.perf_counter()
                 if recipe == "dcgan":
                     generator, speed = train_dcgan(train, args.steps, seed, device)

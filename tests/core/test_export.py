@@ -255,3 +255,35 @@ def test_missing_or_unreadable_files_and_unknown_opsets_say_what_to_do(trained, 
         load_exportable(tmp_path / "notes.pt")
     with pytest.raises(ExportError, match="Opset 7 is not one this export writes: choose one of 11"):
         export_onnx(trained[1, False], tmp_path / "g.onnx", opset=7)
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_a_trained_fastgan_exports_and_matches_pytorch(tmp_path, conditional):
+    """FastGAN's graph (nearest up-sampling, GLU, skip-layer excitation; no noise in eval
+    mode, so no random op) through ONNX Runtime gives the PyTorch generator's images."""
+    params = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_training.yml").read_text())
+    params = {**params["training"], "device": "cpu", "max_steps": 3, "batch_size": 8,
+              "latent_dim": LATENT_DIM, "g_width": 4, "d_width": 4, "log_every": 1,
+              "sample_every": 0, "checkpoint_every": 0, "resume": "never", "precision": "fp32",
+              "eval_every": 0, "checkpoint_dir": str(tmp_path / "checkpoints"),
+              "architecture": "fastgan", "conditional": conditional}
+    images = torch.randint(0, 256, (24, 3, 64, 64), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(1))
+    result = train_gan(images, TrainingConfig.from_params(params), data_hash="export-fastgan",
+                       labels=torch.arange(24) % 3 if conditional else None)
+    checkpoint = dataclasses.replace(result.checkpoint, class_names=CLASSES if conditional else ())
+    exported = export_onnx(checkpoint, tmp_path / "generator.onnx")
+    model = onnx.load(tmp_path / "generator.onnx")
+    onnx.checker.check_model(model, full_check=True)
+    assert not {op.op_type for op in model.graph.node} & {"RandomNormal", "RandomNormalLike"}
+    metadata = {prop.key: prop.value for prop in model.metadata_props}
+    assert metadata["architecture"] == "fastgan" and metadata["resolution"] == "64"
+    generator = load_generator(checkpoint)
+    latents = latent_vectors(range(5), LATENT_DIM)
+    labels = torch.arange(5) % 3 if conditional else None
+    feed = {"latent": latents.numpy()} | ({"label": labels.numpy()} if conditional else {})
+    got = torch.from_numpy(_session(tmp_path / "generator.onnx").run(["image"], feed)[0])
+    with torch.no_grad():
+        expected = generator(latents, labels)
+    assert got.shape == (5, 3, 64, 64) and (got - expected).abs().max() < 1e-4
+    assert exported.max_pixel_difference <= 1

@@ -244,9 +244,10 @@ class FastGANGenerator(nn.Module):
             z = torch.cat([z, embedding], dim=1)
         x = self.stem(z.reshape(z.shape[0], -1, 1, 1))
         features = {4: x}
-        for block in self.blocks:
+        # The sizes come from the resolution, not from x.shape: an ONNX trace records
+        # shapes as tensors, which would never match the pairs.
+        for size, block in zip(_sizes(8, self.resolution), self.blocks, strict=True):
             x = block(x)
-            size = x.shape[-1]
             if size in self.sle_sources:
                 source = self.sle_sources[size]
                 x = self.excitations[f"{source}_to_{size}"](features[source], x)
@@ -369,9 +370,9 @@ class FastGANDiscriminator(nn.Module):
 
     def _features(self, images: torch.Tensor) -> dict[int, torch.Tensor]:
         features, x = {}, images
-        for block in self.blocks:
+        for size, block in zip(_sizes(8, self.resolution // 2)[::-1], self.blocks, strict=True):
             x = block(x)
-            features[x.shape[-1]] = x
+            features[size] = x
         return features
 
     def _logits(self, features: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:

@@ -51,12 +51,12 @@ def check_ingestion(ingestion: dict) -> None:
     as_bool("ingestion.allow_upscale", ingestion.get("allow_upscale"))
 
 
-def check_preprocessing(preprocessing: dict, trains: bool) -> None:
-    """Refuse ``preprocessing`` parameters the preprocessing node (or, when the run
-    ``trains``, the networks) would fail on, naming the key."""
+def check_preprocessing(preprocessing: dict, architecture: str | None) -> None:
+    """Refuse ``preprocessing`` parameters the preprocessing node (or, when the run trains
+    networks of ``architecture``, those networks) would fail on, naming the key."""
     resolution = as_int("preprocessing.resolution", preprocessing.get("resolution"))
-    if trains:
-        check_resolution(resolution)
+    if architecture is not None:
+        check_resolution(resolution, architecture)
     elif resolution < 1:
         raise ValueError(f"preprocessing.resolution must be at least 1, got {resolution}.")
     if as_int("preprocessing.channels", preprocessing.get("channels")) not in (1, 3):
@@ -82,9 +82,10 @@ class PreflightHook:
         trains = bool(_TRAINING & nodes)
         if _INGESTING & nodes:
             check_ingestion(catalog.load("params:ingestion"))
-        if _PREPROCESSING & nodes:  # a run that only trains takes the tensor's resolution
-            check_preprocessing(catalog.load("params:preprocessing"), trains)
         training = TrainingConfig.from_params(catalog.load("params:training")) if trains else None
+        if _PREPROCESSING & nodes:  # a run that only trains takes the tensor's resolution
+            check_preprocessing(catalog.load("params:preprocessing"),
+                                training.architecture if training else None)
         if not _SCORING & nodes or (nodes & _SCORING == _TRAINING and not training.eval_every):
             return
         evaluation = EvaluationConfig.from_params(catalog.load("params:evaluation"))

@@ -25,12 +25,15 @@ from pathlib import Path
 import atelier
 
 #: The modules the pyfunc imports, relative to the ``atelier`` package: the model, the
-#: generator (``core/models.py``, which saves through ``core/storage.py``) and seeds ->
+#: generator (``core/models.py`` with FastGAN's ``core/fastgan.py`` and their shared
+#: ``core/layers.py``; it saves through ``core/storage.py``) and seeds ->
 #: images (``core/generate.py``).
 MODEL_MODULES = (
     "__init__.py",
     "core/__init__.py",
     "core/storage.py",
+    "core/layers.py",
+    "core/fastgan.py",
     "core/models.py",
     "core/generate.py",
     "tracking/model.py",

@@ -53,22 +53,25 @@ def test_unknown_and_missing_keys_are_refused():
         EvaluationConfig.from_params(settings)
 
 
-@pytest.mark.parametrize(("change", "trains", "message"), [
-    ({"resolution": 48}, True, "preprocessing.resolution: DCGAN needs a power-of-two"),
-    ({"resolution": 8}, True, "got 8"),
-    ({"channels": 4}, False, "preprocessing.channels must be 1 (grayscale) or 3 (RGB), got 4"),
-    ({"val_fraction": 1.0}, False, "preprocessing.val_fraction must be in [0, 1), got 1.0"),
-    ({"workers": 0}, False, "preprocessing.workers must be null (all cores) or at least 1"),
-    ({"resolution": "big"}, False, "preprocessing.resolution must be a whole number, got 'big'"),
+@pytest.mark.parametrize(("change", "architecture", "message"), [
+    ({"resolution": 48}, "dcgan", "preprocessing.resolution: DCGAN needs a power-of-two"),
+    ({"resolution": 8}, "dcgan", "got 8"),
+    ({"resolution": 16}, "fastgan", "preprocessing.resolution: FastGAN needs a power-of-two "
+                                    "resolution of at least 32, got 16"),
+    ({"channels": 4}, None, "preprocessing.channels must be 1 (grayscale) or 3 (RGB), got 4"),
+    ({"val_fraction": 1.0}, None, "preprocessing.val_fraction must be in [0, 1), got 1.0"),
+    ({"workers": 0}, None, "preprocessing.workers must be null (all cores) or at least 1"),
+    ({"resolution": "big"}, None, "preprocessing.resolution must be a whole number, got 'big'"),
 ])
-def test_bad_preprocessing_values_are_refused_naming_the_key(change, trains, message):
+def test_bad_preprocessing_values_are_refused_naming_the_key(change, architecture, message):
     with pytest.raises(ValueError) as error:
-        check_preprocessing({**_base("preprocessing"), **change}, trains)
+        check_preprocessing({**_base("preprocessing"), **change}, architecture)
     assert message in str(error.value)
 
 
 def test_a_resolution_only_the_networks_refuse_passes_when_the_run_does_not_train():
-    check_preprocessing({**_base("preprocessing"), "resolution": 48}, trains=False)
+    check_preprocessing({**_base("preprocessing"), "resolution": 48}, architecture=None)
+    check_preprocessing({**_base("preprocessing"), "resolution": 16}, architecture="dcgan")
 
 
 @pytest.mark.parametrize(("change", "message"), [
