@@ -7,6 +7,8 @@
 #      recipe (PyTorch's examples/dcgan loop) on the same GPU, ratio printed;
 #   2. one `kedro run --pipeline=train --env=studio` at 64x64x3 for a few thousand steps in
 #      a throw-away copy of the project (its own data/, MLflow store), printing FID and KID;
+#   2b. FastGAN's training throughput at 128 and 256 px (bf16, with and without compile)
+#      and 2c. a `kedro run --env=fastgan` at 64 px with FID, beside 2.'s studio run;
 #   3. DDP with NCCL (`training.devices` = the visible GPU count) when more than one GPU is
 #      visible.
 #
@@ -145,6 +147,35 @@ print(f"{'Inception Score:':<59}{m['inception_score']:.3f} +- {m['inception_scor
 print(f"{'inception weights sha256:':<59}{m['inception_weights_sha256']}")
 EOF
 grep -m1 -oE "Selected the [a-z]+ generator of step [0-9]+" "$SCRATCH/kedro.log" | sed 's/^/model selection: /' || true
+
+# ------------------------------------------------------------------ 2b. FastGAN
+section "2b. FastGAN (training.architecture=fastgan) throughput at 128 and 256 px, bf16"
+for RES in 128 256; do
+  for COMPILE in "" --compile; do
+    OUT=$("$BIN/python" "$PROJECT_ROOT/benchmarks/train_throughput.py" --device "$DEVICE" \
+      --resolution "$RES" --channels 3 --batch-size "${BATCHES[0]}" --steps "$T_STEPS" \
+      --warmup "$T_WARMUP" --precision bf16 --architecture fastgan --skip-plain \
+      $([[ $QUICK == 1 ]] && echo "--g-width 4 --d-width 4 --latent-dim 16" || echo "--g-width 32 --d-width 32 --latent-dim 128") \
+      $COMPILE 2>&1) || { echo "$OUT" | tail -30; exit 1; }
+    if [[ -n "$COMPILE" && "$DEVICE" == cpu && $QUICK == 1 ]]; then continue; fi
+    figure "fastgan ${RES}px batch ${BATCHES[0]} bf16${COMPILE:+ + compile}" "$(rate atelier <<<"$OUT") images/s"
+  done
+done
+section "2c. kedro run --pipeline=train --env=fastgan, 64x64x3 (beside 2.), $K_STEPS steps"
+cp -r "$PROJECT_ROOT/conf/fastgan" "$PROJECT/conf/"
+START=$(date +%s)
+FPARAMS="training.max_steps=$K_STEPS,training.device=$DEVICE,evaluation.device=$DEVICE,evaluation.inception_weights=$WEIGHTS,training.resume=never,$K_EVAL${K_SIZE:+,$K_SIZE}"
+if [[ $QUICK == 1 ]]; then FPARAMS="${FPARAMS/training.g_width=8,training.d_width=8/training.g_width=4,training.d_width=4}"; fi
+if ! (cd "$PROJECT" && "$BIN/kedro" run --pipeline=train --env=fastgan --params="$FPARAMS" >"$SCRATCH/fastgan.log" 2>&1); then
+  echo "fastgan kedro run failed; the end of its log:"; tail -40 "$SCRATCH/fastgan.log"; exit 1
+fi
+figure "fastgan kedro run wall time" "$(( $(date +%s) - START )) s"
+"$BIN/python" - "$PROJECT/data/08_reporting/metrics.json" <<'EOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+label = f"fastgan FID-{m['dims']}" + (" (STAND-IN weights: NOT FID)" if m.get("inception_weights_warning") else "")
+print(f"{label + ':':<59}{m['fid']:.3f}, KID {m['kid']:.5f} ({m['num_samples']} samples)")
+EOF
 
 # ------------------------------------------------------------------ 3. DDP
 section "3. DDP (NCCL)"

@@ -104,6 +104,8 @@ def main() -> None:
     parser.add_argument("--g-width", type=int, default=params["g_width"])
     parser.add_argument("--d-width", type=int, default=params["d_width"])
     parser.add_argument("--latent-dim", type=int, default=params["latent_dim"])
+    parser.add_argument("--architecture", default=params["architecture"], choices=["dcgan", "fastgan"],
+                        help="Atelier's networks (training.architecture); the plain recipe is DCGAN")
     parser.add_argument("--data", type=Path, help="an ImageFolder root (default: the digits sample)")
     parser.add_argument("--skip-plain", action="store_true", help="time only Atelier's loop")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -113,7 +115,9 @@ def main() -> None:
     # Throughput of the training loop itself: no in-training model selection (it needs an
     # Inception scorer and is timed by the evaluation benchmark).
     params.update(g_width=args.g_width, d_width=args.d_width, latent_dim=args.latent_dim,
-                  eval_every=0)
+                  eval_every=0, architecture=args.architecture)
+    if args.architecture == "fastgan":  # its paper's discriminator and loss (conf/fastgan)
+        params.update(spectral_norm=True, loss="hinge")
     device = torch.device(args.device)
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -128,7 +132,8 @@ def main() -> None:
               f"{args.steps} timed steps after {args.warmup}, g_width {args.g_width}, "
               f"d_width {args.d_width}, latent_dim {args.latent_dim}")
         atelier, _ = atelier_loop(root, args, params, Path(scratch) / "checkpoints")
-        print(f"atelier (precision {args.precision}{', compiled' if args.compile else ''}): "
+        print(f"atelier {args.architecture} (precision {args.precision}"
+              f"{', compiled' if args.compile else ''}): "
               f"{atelier:,.0f} images/s")
         if not args.skip_plain:
             plain = plain_recipe(root, args, params, device)

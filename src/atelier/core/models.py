@@ -21,6 +21,12 @@ architecture ``config``, its weights, and where and at which step it was trained
 as a plain dict that ``torch.load(weights_only=True)`` reads. :func:`load_generator` turns
 a checkpoint, or the file holding one, into a ready ``Generator``: training, evaluation,
 registration, serving, the notebook and the tests all load generators through it.
+
+The other network family, FastGAN (``training.architecture: fastgan``), lives in
+:mod:`atelier.core.fastgan`; :func:`build_generator` builds it from a config whose
+``architecture`` says so (DCGAN configs carry no ``architecture`` key, as before the
+choice existed), :func:`build_discriminator` builds either discriminator, and the
+checkpoint format is the same for both.
 """
 
 from __future__ import annotations

@@ -111,7 +111,8 @@ class RegisteredVersions:
         colour = "RGB" if config["channels"] == 3 else "grayscale"
         parts = [f"**{self.model_name} v{loaded.version}**"
                  + (f" ({', '.join(aliases)})" if aliases else ""),
-                 f"{config['resolution']} x {config['resolution']} {colour}",
+                 f"{config.get('architecture', 'dcgan')} {config['resolution']} x "
+                 f"{config['resolution']} {colour}",
                  f"step {loaded.checkpoint.step} ({loaded.checkpoint.variant})"]
         if loaded.class_names:
             parts.append(f"{len(loaded.class_names)} classes")

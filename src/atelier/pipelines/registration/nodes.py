@@ -99,6 +99,10 @@ def write_model_card(
         last = loss_history.iloc[-1]
         lines.append(f"Final step {int(last['step'])}: loss_d {last['loss_d']:.4f}, "
                      f"loss_g {last['loss_g']:.4f}, {last['images_per_sec']:.0f} images/s.")
+        if "augment_p" in loss_history.columns:
+            lines.append(f"Adaptive augmentation (training.ada): strength p {last['augment_p']:.3f} "
+                         f"at the last step, from {float(training['augment_p']):.3f} at the "
+                         f"start (target r_t {training['ada_target']}).")
     lines += ["", "## Parameters", "", "| parameter | value |", "| --- | --- |"]
     for section, values in (("preprocessing", preprocessing), ("training", training)):
         for key, value in sorted(values.items()):

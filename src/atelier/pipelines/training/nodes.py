@@ -44,7 +44,8 @@ def train_generator(primary_images: dict, training: dict, evaluation: dict,
         recording its step and variant, and for conditional training its ``class_names``),
         a grid of its samples from seeds ``0..num_sample_images-1`` (one row per class for
         a conditional generator, see :func:`~atelier.core.generate.draw_sample_grid`), and
-        the loss history (step, loss_d, loss_g, images_per_sec).
+        the loss history (step, loss_d, loss_g, images_per_sec, and with ``training.ada``
+        the adaptive augmentation's strength ``augment_p``).
 
     Raises:
         ValueError: ``training.conditional`` is true but the images do not form at least
@@ -66,7 +67,8 @@ def train_generator(primary_images: dict, training: dict, evaluation: dict,
     grid = draw_sample_grid(result.generator, range(config.num_sample_images))
     class_names = tuple(primary_images.get("class_names", ())) if config.conditional else ()
     checkpoint = dataclasses.replace(result.checkpoint, class_names=class_names)
-    history = pd.DataFrame(result.history, columns=["step", "loss_d", "loss_g", "images_per_sec"])
+    columns = ["step", "loss_d", "loss_g", "images_per_sec"] + (["augment_p"] if config.ada else [])
+    history = pd.DataFrame(result.history, columns=columns)
     return checkpoint, grid, history
 
 
