@@ -11,10 +11,10 @@ from atelier.core.fastgan import (
     FastGANDiscriminator,
     FastGANGenerator,
     NoiseInjection,
-    parameter_count,
     sle_pairs,
     stage_width,
 )
+from atelier.core.layers import parameter_count
 
 LATENT = 8
 

@@ -16,8 +16,8 @@ with two ideas, both written here from the paper:
 Generator: the latent becomes 4 x 4 through a 4 x 4 transposed convolution, batch norm
 and GLU; each up-block doubles the size with nearest-neighbour up-sampling, a 3 x 3
 convolution to twice the stage width, noise injection (a per-pixel N(0, 1) map times a
-learned per-channel weight, initialised 0, drawn from torch's default RNG so that
-``torch.manual_seed`` fixes it), batch norm and GLU (which halves the channels); a 3 x 3
+learned per-channel weight, initialised 0; in train mode only, from a stream the training
+loop reseeds every step), batch norm and GLU (which halves the channels); a 3 x 3
 convolution and tanh give the image.
 
 Widths (both networks): a feature map of size ``s`` has ``max(16 * width * 4 / s, width / 2)``
@@ -29,15 +29,8 @@ SLE pairing: the three largest stages ``t`` with ``32 <= t <= min(resolution, 51
 gated, each by the stage ``max(t / 16, 8)``, i.e. from at least four doublings below where
 that exists (the paper's 8 -> 128, 16 -> 256, 32 -> 512) and from 8 x 8 otherwise:
 
-==========  ===============================
-resolution  source -> gated stage
-==========  ===============================
-32          8 -> 32
-64          8 -> 32, 8 -> 64
-128         8 -> 32, 8 -> 64, 8 -> 128
-256         8 -> 64, 8 -> 128, 16 -> 256
-512         8 -> 128, 16 -> 256, 32 -> 512
-==========  ===============================
+32: 8 -> 32; 64: 8 -> 32, 8 -> 64; 128: 8 -> 32, 8 -> 64, 8 -> 128; 256: 8 -> 64, 8 -> 128,
+16 -> 256; 512: 8 -> 128, 16 -> 256, 32 -> 512.
 
 Discriminator: residual down-blocks (main path: 4 x 4 stride-2 convolution, batch norm,
 leaky ReLU (0.2), 3 x 3 convolution, batch norm, leaky ReLU; shortcut: 2 x 2 average pool,
@@ -77,7 +70,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atelier.core.layers import class_labels, initialize_dcgan_weights
+from atelier.core.layers import check_network_arguments, class_labels, initialize_dcgan_weights
 
 
 def check_fastgan_resolution(resolution: int) -> None:
@@ -90,15 +83,6 @@ def check_fastgan_resolution(resolution: int) -> None:
         )
 
 
-def _check_arguments(channels: int, width: int, num_classes: int, name: str) -> None:
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}.")
-    if width < 1:
-        raise ValueError(f"{name} must be at least 1, got {width}.")
-    if num_classes < 0:
-        raise ValueError(f"num_classes must be 0 (unconditional) or more, got {num_classes}.")
-
-
 def stage_width(size: int, width: int) -> int:
     """Channels of a ``size x size`` feature map: ``16 * width`` at 4 x 4, halving per
     doubling, never under ``width / 2`` (nor 1)."""
@@ -109,11 +93,6 @@ def sle_pairs(resolution: int) -> list[tuple[int, int]]:
     """``(source, target)`` sizes of the skip-layer excitations (see the module docstring)."""
     targets = [t for t in (32, 64, 128, 256, 512) if t <= resolution][-3:]
     return [(max(t // 16, 8), t) for t in targets]
-
-
-def parameter_count(module: nn.Module) -> int:
-    """The number of trainable numbers in ``module`` (buffers not counted)."""
-    return sum(parameter.numel() for parameter in module.parameters())
 
 
 class NoiseInjection(nn.Module):
@@ -191,7 +170,7 @@ class FastGANGenerator(nn.Module):
     ) -> None:
         super().__init__()
         check_fastgan_resolution(resolution)
-        _check_arguments(channels, g_width, num_classes, "g_width")
+        check_network_arguments(channels, g_width, num_classes, "g_width")
         self.resolution, self.channels = resolution, channels
         self.latent_dim, self.g_width, self.num_classes = latent_dim, g_width, num_classes
         widths = {size: stage_width(size, g_width) for size in _sizes(4, resolution)}
@@ -323,7 +302,7 @@ class FastGANDiscriminator(nn.Module):
     ) -> None:
         super().__init__()
         check_fastgan_resolution(resolution)
-        _check_arguments(channels, d_width, num_classes, "d_width")
+        check_network_arguments(channels, d_width, num_classes, "d_width")
         self.resolution, self.channels, self.d_width = resolution, channels, d_width
         self.num_classes, self.spectral_norm = num_classes, spectral_norm
         self.whole_size, self.part_size = min(resolution, 128), min(resolution // 2, 128)

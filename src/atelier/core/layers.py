@@ -50,3 +50,18 @@ def class_labels(
             f"{int(labels.min())} to {int(labels.max())}."
         )
     return labels.long()
+
+
+def check_network_arguments(channels: int, width: int, num_classes: int, name: str) -> None:
+    """Refuse a channel count, width or class count no network here is built for."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}.")
+    if width < 1:
+        raise ValueError(f"{name} must be at least 1, got {width}.")
+    if num_classes < 0:
+        raise ValueError(f"num_classes must be 0 (unconditional) or more, got {num_classes}.")
+
+
+def parameter_count(module: nn.Module) -> int:
+    """The number of trainable numbers in ``module`` (buffers not counted)."""
+    return sum(parameter.numel() for parameter in module.parameters())

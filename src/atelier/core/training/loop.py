@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from atelier.core.ada import AdaptiveAugment
-from atelier.core.fastgan import parameter_count
+from atelier.core.layers import parameter_count
 from atelier.core.models import (
     Generator,
     GeneratorCheckpoint,
@@ -54,11 +54,12 @@ from atelier.core.training.runtime import (
     ddp_device_ids,
     deterministic_kernels,
     exit_on_signal,
+    sum_over_ranks,
 )
 from atelier.core.training.selection import ModelSelection, Scorer
 from atelier.core.training.steps import (
     MovingAverage,
-    discriminator_loss,
+    discriminator_step_losses,
     generator_loss,
     optimizer_step,
     r1_penalty,
@@ -111,19 +112,16 @@ class TrainingResult:
 def train_gan(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
               report: Report | None = None, labels: torch.Tensor | None = None,
               scorer: Scorer | None = None) -> TrainingResult:
-    """Train a GAN (``config.architecture``) on ``images`` (uint8 ``N x C x H x W``, the
-    training rows only).
-
-    ``data_hash`` and the weight-shaping parameters name the checkpoint folder (resumed when
-    ``config.resume`` is ``auto``). ``labels`` (int64 N) are needed when ``config.conditional``;
-    ``scorer`` scores generators every ``config.eval_every`` steps (:mod:`.selection`). Under
-    ``torch.distributed`` each rank trains on its shard; only rank 0 reports and saves.
-    """
+    """Train a GAN (``config.architecture``) on ``images`` (uint8 ``N x C x H x W``, training
+    rows only). ``data_hash`` and the weight-shaping parameters name the checkpoint folder
+    (resumed when ``config.resume`` is ``auto``). ``labels`` (int64 N) are needed when
+    ``config.conditional``; ``scorer`` scores generators every ``config.eval_every`` steps
+    (:mod:`.selection`). Under ``torch.distributed`` each rank trains on its shard; only rank
+    0 reports and saves."""
     # ---------------------------------------------------------------- set up
     rank, world_size, num_classes = _check_inputs(images, labels, config, scorer)
     device = choose_training_device(config.device, rank)
-    amp_dtype = autocast_dtype(config.precision, device)
-    autocast = autocast_context(device, amp_dtype)  # bf16 / fp16 convolutions on tensor cores or AMX
+    autocast = autocast_context(device, amp_dtype := autocast_dtype(config.precision, device))  # bf16/fp16
     memory_format = choose_memory_format(config.channels_last, device)
     _, channels, resolution, _ = images.shape
     checkpoint_dir = Path(config.checkpoint_dir) / config.checkpoint_key(data_hash, resolution, channels, num_classes)
@@ -133,22 +131,13 @@ def train_gan(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
     selection = ModelSelection(scorer if rank == 0 else None, config.eval_every, config.select_by,
                                config.eval_samples)
     ada = AdaptiveAugment(config.ada_target, config.ada_kimg, p=config.augment_p) if config.ada else None
-    start_step, history, resumed_from = _resume(checkpoint_dir, config, rank, models, optimizers,
-                                                selection, ada)
+    start_step, history, resumed_from = _resume(checkpoint_dir, config, rank, models, optimizers, selection, ada)
     batches = Batches(images, labels if num_classes else None, rank, world_size, device, config, memory_format)
-    if ada is not None:
-        batches.augment_p = ada.p  # the strength the resumed run had reached
-    reconstructs = config.architecture == "fastgan"  # D's self-supervised decoders train too
-    if hasattr(generator, "set_noise_stream"):
-        generator.set_noise_stream(batches.noise_stream)  # reseeded every step by draw()
+    _connect(models, batches, ada, config)
     log_start(images, num_classes, device, len(batches), amp_dtype, config)
-    log.info("%s networks: generator %s parameters, discriminator %s.", config.architecture,
-             f"{parameter_count(generator):,}", f"{parameter_count(discriminator):,}")
     g_train, d_train, d_frozen = _wrap_for_training(models, config.compile, device, world_size)
     ema = MovingAverage(generator_ema, generator, config.ema_kimg, config.ema_rampup, config.batch_size)
-    losses, progress = IntervalLosses(device, config.batch_size), tqdm(
-        total=config.max_steps, initial=start_step, unit="step", desc="training",
-        disable=True if rank else None, dynamic_ncols=True)
+    losses, progress = IntervalLosses(device, config.batch_size), _progress_bar(config, start_step, rank)
 
     last_good_checkpoint = resumed_from
     with deterministic_kernels(config.deterministic), StopSignal() as stop_signal:
@@ -159,23 +148,13 @@ def train_gan(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
             # ---------------------------------------------------------------- D step
             with autocast():
                 fake = g_train(z, real_labels)  # one G forward serves both steps, as in DCGAN
-                if reconstructs:  # FastGAN: D also rebuilds the (augmented) reals it judged
-                    real_logits, reconstruction = d_train(augment(real), real_labels,
-                                                          quarter=batches.quarter(step))
-                else:
-                    real_logits = d_train(augment(real), real_labels)
-                loss_d = discriminator_loss(config.loss, real_logits,
-                                            d_train(augment(fake.detach()), real_labels))
-                if reconstructs:
-                    loss_d = loss_d + reconstruction
+                real_logits, loss_d = discriminator_step_losses(d_train, augment, real, fake.detach(),
+                                                            real_labels, config, batches.quarter(step))
                 if config.r1_gamma and step % config.r1_every == 0:  # lazy R1
                     r1 = r1_penalty(discriminator, real, real_labels, augment)
                     loss_d = loss_d + config.r1_gamma / 2 * config.r1_every * r1
             optimizer_step(loss_d, optimizer_d, scaler_d)
-            if ada is not None:  # StyleGAN2-ADA: r_t from D's logits on the reals it judged
-                ada.accumulate(real_logits)
-                ada.step(batches.batch, world_size, reduce=_sum_over_ranks)
-                batches.augment_p = ada.p  # from the next step on
+            _adapt(ada, real_logits, batches, world_size)
             # ---------------------------------------------------------------- G step
             with autocast(), _frozen(discriminator):  # D only passes gradients through to G
                 loss_g = generator_loss(config.loss, d_frozen(augment(fake), real_labels))
@@ -209,9 +188,7 @@ def train_gan(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
             if log_step:
                 losses.restart_clock()  # images/s leaves out logging, scoring and saving
     progress.close()
-    result = _result(generator_ema, selection, history, config.max_steps, resumed_from, device)
-    result.augment_p = None if ada is None else ada.p
-    return result
+    return _result(generator_ema, selection, history, config.max_steps, resumed_from, device, ada)
 
 
 # ------------------------------------------------------------------------- set up
@@ -340,11 +317,32 @@ def _wrap_for_training(models: _Models, compile_models: bool, device: torch.devi
     return g_train, d_train, d_frozen
 
 
-def _sum_over_ranks(pair: torch.Tensor) -> torch.Tensor:
-    """ADA's ``[sum of signs, count]`` summed over the ranks (itself on one process)."""
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(pair)
-    return pair
+def _connect(models: _Models, batches: Batches, ada: AdaptiveAugment | None,
+             config: TrainingConfig) -> None:
+    """Hand the networks their per-step streams and log their sizes: a FastGAN generator
+    draws its noise from the stream ``Batches.draw`` reseeds every step, and the
+    augmentation starts at the strength a resumed ADA run had reached."""
+    if ada is not None:
+        batches.augment_p = ada.p
+    if hasattr(models.generator, "set_noise_stream"):
+        models.generator.set_noise_stream(batches.noise_stream)
+    log.info("%s networks: generator %s parameters, discriminator %s.", config.architecture,
+             f"{parameter_count(models.generator):,}", f"{parameter_count(models.discriminator):,}")
+
+
+def _adapt(ada: AdaptiveAugment | None, real_logits: torch.Tensor, batches: Batches,
+           world_size: int) -> None:
+    """StyleGAN2-ADA after the D step: r_t from D's logits on the reals it judged; the
+    strength it sets applies from the next step on."""
+    if ada is not None:
+        ada.accumulate(real_logits)
+        ada.step(batches.batch, world_size, reduce=sum_over_ranks)
+        batches.augment_p = ada.p
+
+
+def _progress_bar(config: TrainingConfig, start_step: int, rank: int) -> tqdm:
+    return tqdm(total=config.max_steps, initial=start_step, unit="step", desc="training",
+                disable=True if rank else None, dynamic_ncols=True)
 
 
 @contextlib.contextmanager
@@ -357,7 +355,8 @@ def _frozen(module: nn.Module) -> Iterator[None]:
 
 
 def _result(generator_ema: Generator, selection: ModelSelection, history: list[dict[str, float]],
-            last_step: int, resumed_from: Path | None, device: torch.device) -> TrainingResult:
+            last_step: int, resumed_from: Path | None, device: torch.device,
+            ada: AdaptiveAugment | None) -> TrainingResult:
     """The best scored generator when model selection ran, else the last EMA generator."""
     generator = copy.deepcopy(generator_ema).cpu().to(memory_format=torch.contiguous_format)
     step, variant = last_step, "ema"
@@ -369,7 +368,7 @@ def _result(generator_ema: Generator, selection: ModelSelection, history: list[d
         log.info("Selected the %s generator of step %d (%s %.5g): the best of %d evaluations.",
                  variant, step, selection.select_by, selection.best["score"], len(selection.scores))
     return TrainingResult(generator.eval(), history, step, resumed_from, str(device), variant,
-                          list(selection.scores))
+                          list(selection.scores), None if ada is None else ada.p)
 
 
 def _checkpoint(directory: Path, step: int, models: _Models, optimizers: _Optimizers,

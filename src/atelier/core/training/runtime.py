@@ -153,3 +153,10 @@ def exit_on_signal(stop_signal: StopSignal, step: int, checkpoint_dir: Path,
                 signal.Signals(stop_signal.received or signal.SIGTERM).name, checkpoint_dir)
     stop_signal.resend()  # default handlers: SIGTERM ends the process, SIGINT raises
     raise SystemExit(128 + (stop_signal.received or signal.SIGTERM))
+
+
+def sum_over_ranks(pair: torch.Tensor) -> torch.Tensor:
+    """ADA's ``[sum of signs, count]`` summed over the ranks (itself on one process)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(pair)
+    return pair

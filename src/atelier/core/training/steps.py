@@ -13,10 +13,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from atelier.core.training.config import TrainingConfig
 
 
 def discriminator_loss(kind: str, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -121,3 +125,18 @@ def recalibrate_batchnorm(generator: nn.Module, batches: int = 32, batch_size: i
         for norm, momentum in zip(norms, momenta, strict=True):
             norm.momentum = momentum
         generator.train(was_training)
+
+
+def discriminator_step_losses(d_train: nn.Module, augment: Callable[[torch.Tensor], torch.Tensor],
+                              real: torch.Tensor, fake: torch.Tensor,
+                              labels: torch.Tensor | None, config: TrainingConfig,
+                              quarter: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The D step's (logits on the augmented reals, loss). FastGAN's discriminator also
+    rebuilds the reals it judged (``quarter`` for its part decoder), in the same forward
+    (so DDP sees its decoders take part), and that L1 loss joins D's."""
+    if config.architecture == "fastgan":
+        real_logits, reconstruction = d_train(augment(real), labels, quarter=quarter)
+    else:
+        real_logits, reconstruction = d_train(augment(real), labels), 0
+    loss = discriminator_loss(config.loss, real_logits, d_train(augment(fake), labels))
+    return real_logits, loss + reconstruction
