@@ -63,3 +63,17 @@ def test_the_studio_recipe_is_a_valid_training_config():
     assert (config.augment, config.augment_p) == ("color,translation", 0.5)
     assert (config.spectral_norm, config.loss) == (True, "hinge")
     assert config.max_steps == 2000  # from conf/base
+
+
+def test_the_fastgan_environment_is_a_valid_fastgan_recipe_at_64_px():
+    merged = _parameters("fastgan")
+    base = _base_files()
+    config = TrainingConfig.from_params(merged["training"])
+    assert (config.architecture, config.ada, config.spectral_norm, config.loss) == (
+        "fastgan", True, True, "hinge")
+    assert "cutout" not in config.augment
+    assert (merged["preprocessing"]["resolution"], merged["preprocessing"]["channels"]) == (64, 3)
+    # Soft merge: the rest of both sections, and the other pipelines, are conf/base's.
+    assert merged["preprocessing"]["val_fraction"] == base["preprocessing"]["val_fraction"]
+    assert merged["training"]["max_steps"] == base["training"]["max_steps"]
+    assert merged["evaluation"] == base["evaluation"]
