@@ -7,7 +7,7 @@
 #      recipe (PyTorch's examples/dcgan loop) on the same GPU, ratio printed;
 #   2. one `kedro run --pipeline=train --env=studio` at 64x64x3 for a few thousand steps in
 #      a throw-away copy of the project (its own data/, MLflow store), printing FID and KID;
-#   2b. FastGAN's training throughput at 128 and 256 px (bf16, with and without compile)
+#   2b. FastGAN's training throughput at 128 and 256 px (bf16; compile is refused for it yet)
 #      and 2c. a `kedro run --env=fastgan` at 64 px with FID, beside 2.'s studio run;
 #   3. DDP with NCCL (`training.devices` = the visible GPU count) when more than one GPU is
 #      visible.
@@ -149,15 +149,16 @@ EOF
 grep -m1 -oE "Selected the [a-z]+ generator of step [0-9]+" "$SCRATCH/kedro.log" | sed 's/^/model selection: /' || true
 
 # ------------------------------------------------------------------ 2b. FastGAN
-section "2b. FastGAN (training.architecture=fastgan) throughput at 128 and 256 px, bf16"
+section "2b. FastGAN (training.architecture=fastgan) throughput at 128 and 256 px, bf16, no compile"
+# Without compile only: FastGAN's spectrally normalised discriminator does not compile yet
+# (training.compile is refused for it; see TrainingConfig).
 for RES in 128 256; do
-  for COMPILE in "" --compile; do
+  for COMPILE in ""; do
     OUT=$("$BIN/python" "$PROJECT_ROOT/benchmarks/train_throughput.py" --device "$DEVICE" \
       --resolution "$RES" --channels 3 --batch-size "${BATCHES[0]}" --steps "$T_STEPS" \
       --warmup "$T_WARMUP" --precision bf16 --architecture fastgan --skip-plain \
       $([[ $QUICK == 1 ]] && echo "--g-width 4 --d-width 4 --latent-dim 16" || echo "--g-width 32 --d-width 32 --latent-dim 128") \
       $COMPILE 2>&1) || { echo "$OUT" | tail -30; exit 1; }
-    if [[ -n "$COMPILE" && "$DEVICE" == cpu && $QUICK == 1 ]]; then continue; fi
     figure "fastgan ${RES}px batch ${BATCHES[0]} bf16${COMPILE:+ + compile}" "$(rate atelier <<<"$OUT") images/s"
   done
 done
