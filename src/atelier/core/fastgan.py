@@ -70,7 +70,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atelier.core.layers import check_network_arguments, class_labels, initialize_dcgan_weights
+from atelier.core.layers import (
+    check_network_arguments,
+    class_labels,
+    conditioned_latent,
+    generator_config,
+    initialize_dcgan_weights,
+)
 
 
 def check_fastgan_resolution(resolution: int) -> None:
@@ -198,16 +204,7 @@ class FastGANGenerator(nn.Module):
     @property
     def config(self) -> dict[str, int | str]:
         """The architecture and its constructor arguments (``num_classes`` only when > 0)."""
-        config: dict[str, int | str] = {
-            "architecture": self.architecture,
-            "resolution": self.resolution,
-            "channels": self.channels,
-            "latent_dim": self.latent_dim,
-            "g_width": self.g_width,
-        }
-        if self.num_classes:
-            config["num_classes"] = self.num_classes
-        return config
+        return {"architecture": self.architecture, **generator_config(self)}
 
     def set_noise_stream(self, stream: torch.Generator | None) -> None:
         """Draw the noise injections' noise from ``stream`` (None: torch's default RNG)."""
@@ -216,11 +213,7 @@ class FastGANGenerator(nn.Module):
                 module.stream = stream
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        z = z.reshape(z.shape[0], self.latent_dim)
-        labels = class_labels(labels, self.num_classes, z.shape[0], "generator")
-        if labels is not None:
-            embedding = self.class_embedding(labels.to(z.device)).to(z.dtype)
-            z = torch.cat([z, embedding], dim=1)
+        z = conditioned_latent(self, z, labels)
         x = self.stem(z.reshape(z.shape[0], -1, 1, 1))
         features = {4: x}
         # The sizes come from the resolution, not from x.shape: an ONNX trace records

@@ -65,3 +65,25 @@ def check_network_arguments(channels: int, width: int, num_classes: int, name: s
 def parameter_count(module: nn.Module) -> int:
     """The number of trainable numbers in ``module`` (buffers not counted)."""
     return sum(parameter.numel() for parameter in module.parameters())
+
+
+def generator_config(generator: nn.Module) -> dict[str, int]:
+    """A generator's constructor arguments (``num_classes`` only when conditional, so
+    unconditional configs are the same as before conditioning existed)."""
+    config = {"resolution": generator.resolution, "channels": generator.channels,
+              "latent_dim": generator.latent_dim, "g_width": generator.g_width}
+    if generator.num_classes:
+        config["num_classes"] = generator.num_classes
+    return config
+
+
+def conditioned_latent(generator: nn.Module, z: torch.Tensor,
+                       labels: torch.Tensor | None) -> torch.Tensor:
+    """``z`` as ``N x latent_dim``, with the class embedding of ``labels`` concatenated for
+    a conditional generator (labels checked by :func:`class_labels`)."""
+    z = z.reshape(z.shape[0], generator.latent_dim)
+    labels = class_labels(labels, generator.num_classes, z.shape[0], "generator")
+    if labels is None:
+        return z
+    embedding = generator.class_embedding(labels.to(z.device)).to(z.dtype)
+    return torch.cat([z, embedding], dim=1)

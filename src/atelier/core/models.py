@@ -41,7 +41,12 @@ import torch
 from torch import nn
 
 from atelier.core.fastgan import FastGANDiscriminator, FastGANGenerator, check_fastgan_resolution
-from atelier.core.layers import class_labels, initialize_dcgan_weights
+from atelier.core.layers import (
+    class_labels,
+    conditioned_latent,
+    generator_config,
+    initialize_dcgan_weights,
+)
 from atelier.core.storage import write_atomically
 
 MAX_WIDTH_MULTIPLIER = 8
@@ -123,22 +128,10 @@ class Generator(nn.Module):
         ``num_classes`` appears only for a conditional generator, so unconditional configs
         are the same as before conditioning existed.
         """
-        config = {
-            "resolution": self.resolution,
-            "channels": self.channels,
-            "latent_dim": self.latent_dim,
-            "g_width": self.g_width,
-        }
-        if self.num_classes:
-            config["num_classes"] = self.num_classes
-        return config
+        return generator_config(self)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        z = z.view(z.shape[0], self.latent_dim)
-        labels = class_labels(labels, self.num_classes, z.shape[0], "generator")
-        if labels is not None:
-            embedding = self.class_embedding(labels.to(z.device)).to(z.dtype)
-            z = torch.cat([z, embedding], dim=1)
+        z = conditioned_latent(self, z, labels)
         return self.main(z.view(z.shape[0], -1, 1, 1))
 
 
