@@ -107,6 +107,23 @@ for BATCH in "${BATCHES[@]}"; do
   figure "batch $BATCH, Atelier bf16 + training.compile=true" "$COMPILED images/s ($(ratio "$COMPILED" "$PLAIN")x the seed recipe)"
 done
 
+kedro_train() {  # env, params: `kedro run --pipeline=train --env=<env>` in $PROJECT; its time and scores
+  local start; start=$(date +%s)
+  if ! (cd "$PROJECT" && "$BIN/kedro" run --pipeline=train --env="$1" --params="$2" >"$SCRATCH/$1.log" 2>&1); then
+    echo "$1 kedro run failed; the end of its log:"; tail -40 "$SCRATCH/$1.log"; exit 1
+  fi
+  figure "$1 kedro run wall time" "$(( $(date +%s) - start )) s"
+  "$BIN/python" - "$PROJECT/data/08_reporting/metrics.json" "$1" <<'EOF'
+import json, sys
+m, env = json.load(open(sys.argv[1])), sys.argv[2]
+label = f"{env} FID-{m['dims']}" + (" (STAND-IN weights: NOT FID)" if m.get("inception_weights_warning") else "")
+print(f"{label + ':':<59}{m['fid']:.3f} ({m['num_samples']} samples vs {m['num_reference']} validation images)")
+print(f"{env + ' KID:':<59}{m['kid']:.5f} +- {m['kid_std']:.5f}")
+print(f"{env + ' Inception Score:':<59}{m['inception_score']:.3f} +- {m['inception_score_std']:.3f}")
+print(f"{'inception weights sha256:':<59}{m['inception_weights_sha256']}")
+EOF
+}
+
 # ------------------------------------------------------------------ 2. kedro run, studio environment
 section "2. kedro run --pipeline=train --env=studio, 64x64x3, $K_STEPS steps"
 PROJECT="$SCRATCH/project"  # a throw-away copy: its own data/ and MLflow store
@@ -132,51 +149,26 @@ else
 fi
 figure "images" "$(find "$PROJECT/data/01_raw/images" -name '*.png' | wc -l) PNGs from ${IMAGES:-the bundled digits}"
 PARAMS="preprocessing.resolution=64,preprocessing.channels=3,training.max_steps=$K_STEPS,training.device=$DEVICE,evaluation.device=$DEVICE,evaluation.inception_weights=$WEIGHTS,$K_EVAL${K_SIZE:+,$K_SIZE}"
-START=$(date +%s)
-if ! (cd "$PROJECT" && "$BIN/kedro" run --pipeline=train --env=studio --params="$PARAMS" >"$SCRATCH/kedro.log" 2>&1); then
-  echo "kedro run failed; the end of its log:"; tail -40 "$SCRATCH/kedro.log"; exit 1
-fi
-figure "kedro run wall time" "$(( $(date +%s) - START )) s"
-"$BIN/python" - "$PROJECT/data/08_reporting/metrics.json" <<'EOF'
-import json, sys
-m = json.load(open(sys.argv[1]))
-label = f"FID-{m['dims']}" + (" (STAND-IN weights: NOT FID)" if m.get("inception_weights_warning") else "")
-print(f"{label + ':':<59}{m['fid']:.3f} ({m['num_samples']} samples vs {m['num_reference']} validation images)")
-print(f"{'KID:':<59}{m['kid']:.5f} +- {m['kid_std']:.5f}")
-print(f"{'Inception Score:':<59}{m['inception_score']:.3f} +- {m['inception_score_std']:.3f}")
-print(f"{'inception weights sha256:':<59}{m['inception_weights_sha256']}")
-EOF
-grep -m1 -oE "Selected the [a-z]+ generator of step [0-9]+" "$SCRATCH/kedro.log" | sed 's/^/model selection: /' || true
+kedro_train "studio" "$PARAMS"
+grep -m1 -oE "Selected the [a-z]+ generator of step [0-9]+" "$SCRATCH/studio.log" | sed 's/^/model selection: /' || true
 
 # ------------------------------------------------------------------ 2b. FastGAN
 section "2b. FastGAN (training.architecture=fastgan) throughput at 128 and 256 px, bf16, no compile"
 # Without compile only: FastGAN's spectrally normalised discriminator does not compile yet
 # (training.compile is refused for it; see TrainingConfig).
 for RES in 128 256; do
-  for COMPILE in ""; do
-    OUT=$("$BIN/python" "$PROJECT_ROOT/benchmarks/train_throughput.py" --device "$DEVICE" \
-      --resolution "$RES" --channels 3 --batch-size "${BATCHES[0]}" --steps "$T_STEPS" \
-      --warmup "$T_WARMUP" --precision bf16 --architecture fastgan --skip-plain \
-      $([[ $QUICK == 1 ]] && echo "--g-width 4 --d-width 4 --latent-dim 16" || echo "--g-width 32 --d-width 32 --latent-dim 128") \
-      $COMPILE 2>&1) || { echo "$OUT" | tail -30; exit 1; }
-    figure "fastgan ${RES}px batch ${BATCHES[0]} bf16${COMPILE:+ + compile}" "$(rate atelier <<<"$OUT") images/s"
-  done
+  OUT=$("$BIN/python" "$PROJECT_ROOT/benchmarks/train_throughput.py" --device "$DEVICE" \
+    --resolution "$RES" --channels 3 --batch-size "${BATCHES[0]}" --steps "$T_STEPS" \
+    --warmup "$T_WARMUP" --precision bf16 --architecture fastgan --skip-plain \
+    $([[ $QUICK == 1 ]] && echo "--g-width 4 --d-width 4 --latent-dim 16" || echo "--g-width 32 --d-width 32 --latent-dim 128") \
+    2>&1) || { echo "$OUT" | tail -30; exit 1; }
+  figure "fastgan ${RES}px batch ${BATCHES[0]} bf16" "$(rate atelier <<<"$OUT") images/s"
 done
 section "2c. kedro run --pipeline=train --env=fastgan, 64x64x3 (beside 2.), $K_STEPS steps"
 cp -r "$PROJECT_ROOT/conf/fastgan" "$PROJECT/conf/"
-START=$(date +%s)
 FPARAMS="training.max_steps=$K_STEPS,training.device=$DEVICE,evaluation.device=$DEVICE,evaluation.inception_weights=$WEIGHTS,training.resume=never,$K_EVAL${K_SIZE:+,$K_SIZE}"
 if [[ $QUICK == 1 ]]; then FPARAMS="${FPARAMS/training.g_width=8,training.d_width=8/training.g_width=4,training.d_width=4}"; fi
-if ! (cd "$PROJECT" && "$BIN/kedro" run --pipeline=train --env=fastgan --params="$FPARAMS" >"$SCRATCH/fastgan.log" 2>&1); then
-  echo "fastgan kedro run failed; the end of its log:"; tail -40 "$SCRATCH/fastgan.log"; exit 1
-fi
-figure "fastgan kedro run wall time" "$(( $(date +%s) - START )) s"
-"$BIN/python" - "$PROJECT/data/08_reporting/metrics.json" <<'EOF'
-import json, sys
-m = json.load(open(sys.argv[1]))
-label = f"fastgan FID-{m['dims']}" + (" (STAND-IN weights: NOT FID)" if m.get("inception_weights_warning") else "")
-print(f"{label + ':':<59}{m['fid']:.3f}, KID {m['kid']:.5f} ({m['num_samples']} samples)")
-EOF
+kedro_train "fastgan" "$FPARAMS"
 
 # ------------------------------------------------------------------ 3. DDP
 section "3. DDP (NCCL)"
