@@ -5,8 +5,8 @@ anywhere stops the run at once with a message naming the key, instead of after i
 preprocessing or training:
 
 - ``ingestion.*`` (when the run ingests): the source is named, the size limits are
-  positive whole numbers, ``allow_upscale`` is true or false;
-- ``preprocessing.*`` (when the run ingests or preprocesses): ``channels`` 1 or 3,
+  positive whole numbers, ``workers`` null or at least 1;
+- ``preprocessing.*`` (when the run preprocesses): ``channels`` 1 or 3, ``allow_upscale``,
   ``val_fraction`` in [0, 1), ``workers`` null or at least 1, and ``resolution`` one the
   networks can be built for when the run also trains (a power of two, at least 16; a run
   that only trains takes the resolution of the preprocessed tensor);
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 # Which nodes read which namespace.
 _INGESTING = {"inspect_source"}
-_PREPROCESSING = {"inspect_source", "preprocess_images"}
+_PREPROCESSING = {"preprocess_images"}
 _TRAINING = {"train_generator"}
 _SCORING = {"train_generator", "evaluate_generator", "draw_sample_grids", "register_generator"}
 _INGESTION_LIMITS = ("max_archive_member_bytes", "max_archive_total_bytes", "max_archive_members",
@@ -48,7 +48,10 @@ def check_ingestion(ingestion: dict) -> None:
     for name in _INGESTION_LIMITS:
         if as_int(f"ingestion.{name}", ingestion.get(name)) < 1:
             raise ValueError(f"ingestion.{name} must be at least 1, got {ingestion.get(name)!r}.")
-    as_bool("ingestion.allow_upscale", ingestion.get("allow_upscale"))
+    if "allow_upscale" in ingestion:
+        raise ValueError("ingestion.allow_upscale is now preprocessing.allow_upscale (the size "
+                         "rule is preprocessing's: it knows the resolution); move the setting.")
+    check_workers("ingestion.workers", ingestion.get("workers"))
 
 
 def check_preprocessing(preprocessing: dict, architecture: str | None) -> None:
@@ -65,10 +68,14 @@ def check_preprocessing(preprocessing: dict, architecture: str | None) -> None:
     if not 0 <= as_float("preprocessing.val_fraction", preprocessing.get("val_fraction")) < 1:
         raise ValueError("preprocessing.val_fraction must be in [0, 1), got "
                          f"{preprocessing.get('val_fraction')!r}.")
-    workers = preprocessing.get("workers")
-    if workers is not None and as_int("preprocessing.workers", workers) < 1:
-        raise ValueError(f"preprocessing.workers must be null (all cores) or at least 1, got "
-                         f"{workers!r}.")
+    as_bool("preprocessing.allow_upscale", preprocessing.get("allow_upscale", False))
+    check_workers("preprocessing.workers", preprocessing.get("workers"))
+
+
+def check_workers(key: str, workers: Any) -> None:
+    """Refuse a decoding-process count other than null (one per core) or a whole number >= 1."""
+    if workers is not None and as_int(key, workers) < 1:
+        raise ValueError(f"{key} must be null (all cores) or at least 1, got {workers!r}.")
 
 
 class PreflightHook:

@@ -61,6 +61,7 @@ def test_unknown_and_missing_keys_are_refused():
     ({"channels": 4}, None, "preprocessing.channels must be 1 (grayscale) or 3 (RGB), got 4"),
     ({"val_fraction": 1.0}, None, "preprocessing.val_fraction must be in [0, 1), got 1.0"),
     ({"workers": 0}, None, "preprocessing.workers must be null (all cores) or at least 1"),
+    ({"allow_upscale": "maybe"}, None, "preprocessing.allow_upscale must be true or false"),
     ({"resolution": "big"}, None, "preprocessing.resolution must be a whole number, got 'big'"),
 ])
 def test_bad_preprocessing_values_are_refused_naming_the_key(change, architecture, message):
@@ -78,7 +79,8 @@ def test_a_resolution_only_the_networks_refuse_passes_when_the_run_does_not_trai
     ({"source": ""}, "ingestion.source must name the image folder or archive"),
     ({"max_archive_members": 0}, "ingestion.max_archive_members must be at least 1"),
     ({"max_image_pixels": "lots"}, "ingestion.max_image_pixels must be a whole number"),
-    ({"allow_upscale": "maybe"}, "ingestion.allow_upscale must be true or false"),
+    ({"workers": -2}, "ingestion.workers must be null (all cores) or at least 1, got -2"),
+    ({"allow_upscale": True}, "ingestion.allow_upscale is now preprocessing.allow_upscale"),
 ])
 def test_bad_ingestion_values_are_refused_naming_the_key(change, message):
     check_ingestion(_base("ingestion"))

@@ -40,7 +40,7 @@ def snapshot(folder):
 def ingestion_params(source, tmp_path, **overrides) -> dict:
     params = {"source": str(source), "extract_dir": str(tmp_path / "extracted"),
               "max_image_pixels": 89_478_485, "max_file_bytes": 104_857_600,
-              "allow_upscale": False, **ARCHIVE_CAPS}
+              "workers": 1, **ARCHIVE_CAPS}
     return {**params, **overrides}
 
 
@@ -52,7 +52,7 @@ def ingested(tmp_path_factory, sample_images_dir, shared_tracking_env):
     images = project / "data" / "01_raw" / "images"
     shutil.copytree(sample_images_dir, images)
     expected = {p.relative_to(images).as_posix(): "ok" for p in images.rglob("*.png")}
-    expected.update(write_image_cases(images, duplicate_of=images / "3" / "0003.png"))
+    expected.update(as_ingested(write_image_cases(images, duplicate_of=images / "3" / "0003.png")))
     run_kedro(project, "run", "--pipeline=data_ingestion", env=shared_tracking_env)
     return project, expected
 
@@ -111,19 +111,35 @@ def test_archive_source_is_extracted_and_paths_are_relative_to_it(tmp_path):
     folder = tmp_path / "folder"
     write_image_cases(folder)
     shutil.make_archive(str(tmp_path / "upload"), "gztar", folder)
-    from_folder = inspect_source(ingestion_params(folder, tmp_path), RESOLUTION, 1)
-    from_archive = inspect_source(ingestion_params(upload, tmp_path), RESOLUTION, 1)
+    from_folder = inspect_source(ingestion_params(folder, tmp_path))
+    from_archive = inspect_source(ingestion_params(upload, tmp_path))
     pd.testing.assert_frame_equal(from_archive, from_folder)
     assert (tmp_path / "extracted" / "exif" / "rotated.jpg").is_file()
 
 
-def test_allow_upscale_keeps_small_images(tmp_path):
+def as_ingested(expected: dict[str, str]) -> dict[str, str]:
+    """The statuses ingestion gives the image cases: sizes are recorded, not judged, so an
+    image that is too small for some resolution is ``ok`` here (preprocessing decides)."""
+    return {path: "ok" if status == "too_small" else status for path, status in expected.items()}
+
+
+def test_ingestion_records_sizes_and_leaves_the_size_rule_to_preprocessing(tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "small.png").write_bytes(encode(gradient(16, 20)))
-    strict = inspect_source(ingestion_params(tmp_path / "in", tmp_path), RESOLUTION, 1)
-    lenient = inspect_source(ingestion_params(tmp_path / "in", tmp_path, allow_upscale=True),
-                             RESOLUTION, 1)
-    assert strict["status"].tolist() == ["too_small"] and lenient["status"].tolist() == ["ok"]
+    inspected = inspect_source(ingestion_params(tmp_path / "in", tmp_path))
+    assert inspected[["status", "width", "height"]].values.tolist() == [["ok", 16, 20]]
+
+
+def test_lineage_says_where_the_images_are_for_a_folder_and_an_archive(tmp_path):
+    version = {"git_commit": None, "git_dirty": False, "dvc_versions": {}}
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(encode(gradient(40, 40)))
+    upload = shutil.make_archive(str(tmp_path / "upload"), "zip", folder)
+    for source, root in ((folder, folder), (upload, tmp_path / "extracted")):
+        params = ingestion_params(source, tmp_path)
+        lineage = record_lineage(build_manifest(inspect_source(params)), version, params)
+        assert lineage["image_root"] == str(root) and lineage["data_source"] == str(source)
 
 
 @pytest.mark.parametrize("setup", ["missing", "empty", "no_images", "file"])
@@ -137,7 +153,7 @@ def test_missing_or_empty_source_says_how_to_fix_it(tmp_path, setup):
     elif setup == "file":
         source.write_text("a plain file")
     with pytest.raises(DataSourceError) as error:
-        inspect_source(ingestion_params(source, tmp_path), RESOLUTION, 1)
+        inspect_source(ingestion_params(source, tmp_path))
     message = str(error.value)
     assert str(source) in message
     assert "Run 'kedro run --pipeline=sample_data' for the bundled sample, or set " \
@@ -147,8 +163,8 @@ def test_missing_or_empty_source_says_how_to_fix_it(tmp_path, setup):
 
 
 def test_manifest_and_report_nodes(tmp_path):
-    expected = write_image_cases(tmp_path / "in")
-    inspected = inspect_source(ingestion_params(tmp_path / "in", tmp_path), RESOLUTION, 1)
+    expected = as_ingested(write_image_cases(tmp_path / "in"))
+    inspected = inspect_source(ingestion_params(tmp_path / "in", tmp_path))
     manifest = build_manifest(inspected)
     assert list(manifest.columns) == MANIFEST_COLUMNS
     assert dict(zip(manifest["path"], manifest["status"], strict=True)) == expected
@@ -156,7 +172,7 @@ def test_manifest_and_report_nodes(tmp_path):
     assert dict(zip(manifest["path"], manifest["label"], strict=True)) == {
         path: path.split("/")[0] for path in expected}
     report = report_rejections(inspected, "data/01_raw/images")
-    assert report.startswith("# Rejected files\n\nSource: `data/01_raw/images`. 24 files: 14 ok, 10 rejected.")
+    assert report.startswith("# Rejected files\n\nSource: `data/01_raw/images`. 24 files: 15 ok, 9 rejected.")
     assert "| corrupt | 3 |" in report
     assert "| bad/truncated_end.png | corrupt | does not decode: truncated PNG file (no IEND chunk) |" in report
     clean = report_rejections(inspected[inspected["status"] == "ok"], "x")
@@ -169,8 +185,8 @@ def test_a_rejected_stray_file_leaves_the_data_hash_and_so_the_checkpoints_alone
     version = {"git_commit": "c" * 40, "git_dirty": False, "dvc_versions": {}}
 
     def lineage():
-        manifest = build_manifest(inspect_source(ingestion_params(source, tmp_path), RESOLUTION, 1))
-        return manifest, record_lineage(manifest, version, str(source))
+        manifest = build_manifest(inspect_source(ingestion_params(source, tmp_path)))
+        return manifest, record_lineage(manifest, version, ingestion_params(source, tmp_path))
 
     manifest, before = lineage()
     (source / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(64))
@@ -193,7 +209,7 @@ def test_label_is_the_top_level_folder_or_empty_at_the_root(tmp_path):
         (source / relative).parent.mkdir(parents=True, exist_ok=True)
         (source / relative).write_bytes(encode(gradient(size, size)) if "bad" not in relative
                                         else b"not an image")
-    inspected = inspect_source(ingestion_params(source, tmp_path), RESOLUTION, 1)
+    inspected = inspect_source(ingestion_params(source, tmp_path))
     manifest = build_manifest(inspected)
     assert list(manifest.columns) == MANIFEST_COLUMNS and MANIFEST_COLUMNS[-1] == "label"
     assert manifest[["path", "label", "status"]].values.tolist() == [

@@ -26,16 +26,17 @@ _HOW_TO_FIX = (
 _NOT_IMAGES = {"empty", "not_an_image", "unreadable"}
 
 
-def inspect_source(ingestion: dict, resolution: int, workers: int | None) -> pd.DataFrame:
+def inspect_source(ingestion: dict) -> pd.DataFrame:
     """Inspect every file under ``ingestion.source`` (extracting it first if it is an archive).
+
+    Sizes are recorded, not judged: whether an image is too small for the training
+    resolution is preprocessing's decision (``preprocessing.allow_upscale``).
 
     Args:
         ingestion: ``params:ingestion`` (source, extract_dir, max_image_pixels,
-            max_file_bytes, allow_upscale, and the archive caps max_archive_member_bytes,
-            max_archive_total_bytes, max_archive_members).
-        resolution: ``params:preprocessing.resolution``; smaller images are ``too_small``
-            unless ``allow_upscale``.
-        workers: ``params:preprocessing.workers``; decoding processes, None = one per core.
+            max_file_bytes, workers (decoding processes, None = one per core), and the
+            archive caps max_archive_member_bytes, max_archive_total_bytes,
+            max_archive_members).
 
     Returns:
         One row per file, in path order: the manifest columns plus ``detail`` (why a file
@@ -68,8 +69,7 @@ def inspect_source(ingestion: dict, resolution: int, workers: int | None) -> pd.
         root,
         max_file_bytes=ingestion["max_file_bytes"],
         max_image_pixels=ingestion["max_image_pixels"],
-        min_side=0 if ingestion["allow_upscale"] else int(resolution),
-        workers=workers,
+        workers=ingestion.get("workers"),
     )
     if all(found.status in _NOT_IMAGES for found in inspections):
         held = f" (it holds {len(inspections)} files, none of them an image)" if inspections else ""
@@ -134,14 +134,14 @@ def report_rejections(inspected_files: pd.DataFrame, source: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def record_lineage(manifest: pd.DataFrame, source_version: dict, source: str) -> dict:
+def record_lineage(manifest: pd.DataFrame, source_version: dict, ingestion: dict) -> dict:
     """Where this run's data and code came from, computed once per run.
 
     Args:
         manifest: One row per input file (``path``, ``sha256``).
         source_version: The checkout's ``git_commit``, ``git_dirty`` and ``dvc_versions``
             (catalog entry ``source_version``).
-        source: ``params:ingestion.source``.
+        ingestion: ``params:ingestion`` (``source``, ``extract_dir``).
 
     Returns:
         ``data_hash`` (the dataset's identity: :func:`atelier.core.storage.dataset_hash` of
@@ -149,9 +149,13 @@ def record_lineage(manifest: pd.DataFrame, source_version: dict, source: str) ->
         a ``.DS_Store`` changes neither it nor the checkpoint key), ``source_hash`` (the same
         over every file of the source, rejected ones too), ``data_version`` (``dvc:<md5>``
         when DVC tracks the source, else ``content:<data_hash>``), ``data_source``,
-        ``git_commit`` and ``git_dirty``. The tracking hook tags the run with it;
+        ``git_commit``, ``git_dirty``, and ``image_root``: the folder the manifest's paths
+        are relative to (the source, or where an archive source was extracted), which is
+        how preprocessing finds the files without reading ``params:ingestion``. The
+        tracking hook tags the run with the lineage (not ``image_root``: a local path);
         registration tags the model version.
     """
+    source = ingestion["source"]
     used = manifest[manifest["status"] == "ok"]
     data_hash = dataset_hash(used["path"].tolist(), used["sha256"].tolist())
     source_hash = dataset_hash(manifest["path"].tolist(), manifest["sha256"].tolist())
@@ -169,4 +173,5 @@ def record_lineage(manifest: pd.DataFrame, source_version: dict, source: str) ->
         "data_source": str(source),
         "git_commit": source_version["git_commit"],
         "git_dirty": source_version["git_dirty"],
+        "image_root": str(images.image_root(source, ingestion["extract_dir"])),
     }

@@ -15,8 +15,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=inspect_source,
-                inputs=["params:ingestion", "params:preprocessing.resolution",
-                        "params:preprocessing.workers"],
+                inputs="params:ingestion",
                 outputs="inspected_files",
                 name="inspect_source",
             ),
@@ -34,7 +33,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 func=record_lineage,
-                inputs=["manifest", "source_version", "params:ingestion.source"],
+                inputs=["manifest", "source_version", "params:ingestion"],
                 outputs="lineage",
                 name="record_lineage",
             ),

@@ -10,7 +10,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=preprocess_images,
-                inputs=["manifest", "lineage", "params:ingestion", "params:preprocessing"],
+                inputs=["manifest", "lineage", "params:preprocessing"],
                 outputs="primary_images",
                 name="preprocess_images",
             ),
