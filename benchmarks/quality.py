@@ -264,15 +264,18 @@ def summarise(runs: list[dict]) -> dict:
     return summary
 
 
-def print_table(summary: dict, runs: list[dict], steps: int, label: str,
+def print_table(summary: dict, runs: list[dict], budget: str, label: str,
                 real_squares: dict | None = None) -> None:
-    print(f"\n{steps} steps, FID-{label} / KID against {HELD_OUT} held-out images, mean ± std over seeds")
-    print(f"{'recipe':<22} {'seeds':<8} {'FID':>16} {'KID':>18} {'squares':>15} {'FID / dcgan':>12} "
-          f"{'images/s':>10}  per seed FID")
+    """``budget``: "1500 steps" or "600 s of training" (equal wall-clock: the steps column
+    says what each recipe got)."""
+    print(f"\n{budget}, FID-{label} / KID against {HELD_OUT} held-out images, mean ± std over seeds")
+    print(f"{'recipe':<22} {'seeds':<8} {'steps':>6} {'FID':>16} {'KID':>18} {'squares':>15} "
+          f"{'FID / dcgan':>12} {'images/s':>10}  per seed FID")
     for recipe, entry in summary.items():
         per_seed = ", ".join(f"s{run['seed']} {run['fid']:.2f}" for run in runs if run["recipe"] == recipe)
+        steps = "/".join(sorted({str(run["steps"]) for run in runs if run["recipe"] == recipe}))
         ratio = f"{entry['fid_ratio_to_dcgan']:.2f}x" if "fid_ratio_to_dcgan" in entry else "-"
-        print(f"{recipe:<22} {len(entry['seeds']):<8} {entry['fid']:8.2f} ± {entry['fid_std']:5.2f} "
+        print(f"{recipe:<22} {len(entry['seeds']):<8} {steps:>6} {entry['fid']:8.2f} ± {entry['fid_std']:5.2f} "
               f"{entry['kid']:9.4f} ± {entry['kid_std']:6.4f} "
               f"{entry['square_patches']:6.3f} ± {entry['square_patches_std']:5.3f} {ratio:>12} "
               f"{entry['images_per_sec']:10.0f}  {per_seed}")
@@ -285,21 +288,38 @@ def print_table(summary: dict, runs: list[dict], steps: int, label: str,
 def report(paths: list[Path]) -> None:
     """One table from the ``--out`` files of several runs (say, one process per seed)."""
     files = [json.loads(path.read_text()) for path in paths]
-    settings = {(f["steps"], f["dims"], f["samples"], f["inception_weights_sha256"]) for f in files}
+    settings = {(budget_text(f), f["dims"], f["samples"], f["inception_weights_sha256"],
+                 f.get("resolution", 32)) for f in files}
     if len(settings) > 1:
-        sys.exit(f"These files were not measured alike (steps, dims, samples, weights): {settings}")
+        sys.exit(f"These files were not measured alike (budget, dims, samples, weights, resolution): "
+                 f"{settings}")
     runs = sorted((run for f in files for run in f["runs"]),
                   key=lambda run: (RECIPES.index(run["recipe"]), run["seed"]))
     if len({(run["recipe"], run["seed"]) for run in runs}) < len(runs):
         sys.exit("A recipe and seed appear in more than one file.")
-    steps, dims, _, sha256 = settings.pop()
+    budget, dims, _, sha256, resolution = settings.pop()
     label = f"{dims}" + (" (STAND-IN weights: NOT FID)" if files[0]["stand_in"] else "")
-    print(f"inception weights sha256 {sha256}; machine {files[0]['machine']}")
-    print_table(summarise(runs), runs, steps, label, files[0].get("real_square_patches"))
+    print(f"inception weights sha256 {sha256}; machine {files[0]['machine']}; {resolution} px")
+    print_table(summarise(runs), runs, budget, label, files[0].get("real_square_patches"))
     print_targets(summarise(runs), files[0].get("real_square_patches"))
 
 
+def budget_text(out: dict) -> str:
+    """What every recipe of an ``--out`` file got: equal steps or equal wall-clock."""
+    return f"{out['seconds']:.0f} s of training" if out.get("seconds") else f"{out['steps']} steps"
+
+
 def print_targets(summary: dict, real_squares: dict | None = None) -> None:
+    if "atelier-fastgan" in summary:
+        fastgan = summary["atelier-fastgan"]
+        for name, bound in (("atelier-default", 0.6), ("atelier-studio", 0.8)):
+            if name in summary:
+                ratio = fastgan["fid"] / summary[name]["fid"]
+                kid = fastgan["kid"] < summary[name]["kid"]
+                print(f"target: atelier-fastgan FID <= {bound}x {name}'s: {fastgan['fid']:.2f} vs "
+                      f"{summary[name]['fid']:.2f} ({ratio:.2f}x) -> {'met' if ratio <= bound else 'NOT met'}; "
+                      f"KID {fastgan['kid']:.4f} vs {summary[name]['kid']:.4f} -> "
+                      f"{'lower' if kid else 'NOT lower'}")
     if "dcgan" not in summary:
         return
     dcgan = summary["dcgan"]["fid"]
@@ -376,7 +396,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=1500, help="training steps of every recipe")
     parser.add_argument("--seconds", type=float, help="equal wall-clock instead of equal steps: "
-                        "each recipe trains for the steps a timed probe says fit in SECONDS")
+                        "each recipe trains for the steps a timed probe says fit in SECONDS "
+                        "(probed once per recipe, before its first seed; every seed gets the same steps)")
+    parser.add_argument("--probe-only", action="store_true",
+                        help="with --seconds: print each recipe's steps as --recipe-steps arguments "
+                             "and exit (probe on a quiet machine, then run seeds in parallel)")
+    parser.add_argument("--recipe-steps", action="append", default=[], metavar="RECIPE=STEPS",
+                        help="with --seconds: take these steps for RECIPE instead of probing "
+                             "(an earlier probe's figure, to rerun or extend a wall-clock comparison)")
     parser.add_argument("--resolution", type=int, default=32, choices=[32, 64],
                         help="side of the training images (the package's PNGs are 64 px)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -466,13 +493,30 @@ def main() -> None:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     runs: list[dict] = []
+    budget = {}  # recipe -> steps, at equal wall-clock
+    for item in args.recipe_steps:
+        recipe, sep, steps = item.partition("=")
+        if not sep or recipe not in RECIPES or not steps.isdigit() or int(steps) < 1:
+            parser.error(f"--recipe-steps takes RECIPE=STEPS with a recipe of {RECIPES}, got {item!r}")
+        budget[recipe] = int(steps)
     with tempfile.TemporaryDirectory() as scratch:
+        if args.probe_only:
+            if not args.seconds:
+                parser.error("--probe-only needs --seconds")
+            for recipe in args.recipes:
+                budget.setdefault(recipe, steps_for(args.seconds, recipe, train_atelier_images,
+                                                    args.seeds[0], Path(scratch), overrides, device))
+            print(" ".join(f"--recipe-steps {recipe}={steps}" for recipe, steps in budget.items()))
+            return
         for seed in args.seeds:
             for recipe in args.recipes:
                 if args.seconds:
-                    args.steps = steps_for(args.seconds, recipe, train_atelier_images, seed,
-                                           Path(scratch), overrides, device)
-                    print(f"{recipe}: {args.steps} steps fit in {args.seconds:.0f} s", flush=True)
+                    if recipe not in budget:
+                        budget[recipe] = steps_for(args.seconds, recipe, train_atelier_images, seed,
+                                                   Path(scratch), overrides, device)
+                        print(f"{recipe}: {budget[recipe]} steps fit in {args.seconds:.0f} s "
+                              "(timed probe)", flush=True)
+                    args.steps = budget[recipe]
                 started = time.perf_counter()
                 if recipe == "dcgan":
                     generator, speed = train_dcgan(train, args.steps, seed, device)
@@ -495,14 +539,16 @@ def main() -> None:
                       f"{info['selected_variant']} of step {info['selected_step']}", flush=True)
                 if args.out:
                     args.out.write_text(json.dumps(
-                        {"steps": args.steps, "dims": args.dims, "samples": args.samples,
+                        {"steps": args.steps, "seconds": args.seconds, "budget": budget,
+                         "resolution": RESOLUTION, "dims": args.dims, "samples": args.samples,
                          "inception_weights_sha256": weights.sha256, "stand_in": not weights.is_official,
                          "machine": machine, "data": {k: data[k] for k in ("files_in_package",)} |
                          {"train": len(train), "selection": len(selection), "held_out": len(data["held_out"])},
                          "real_square_patches": real_squares,
                          "runs": runs, "summary": summarise(runs)}, indent=1, default=str))
     summary = summarise(runs)
-    print_table(summary, runs, args.steps, label, real_squares)
+    print_table(summary, runs, budget_text({"steps": args.steps, "seconds": args.seconds}), label,
+                real_squares)
     print_targets(summary, real_squares)
 
 
