@@ -442,6 +442,14 @@ def main() -> None:
     if args.leak_from_grids:
         leak_from_grids(args.leak_from_grids, args.data_dir)
         return
+    if (args.probe_only or args.recipe_steps) and not args.seconds:
+        parser.error("--probe-only and --recipe-steps need --seconds")
+    budget = {}  # recipe -> steps, at equal wall-clock; checked before any data is loaded
+    for item in args.recipe_steps:
+        recipe, sep, steps = item.partition("=")
+        if not sep or recipe not in RECIPES or not steps.isdigit() or int(steps) < 1:
+            parser.error(f"--recipe-steps takes RECIPE=STEPS with a recipe of {RECIPES}, got {item!r}")
+        budget[recipe] = int(steps)
     if args.train_images > TRAIN_BUDGET:
         parser.error(f"--train-images is at most {TRAIN_BUDGET}")
     if args.quick:
@@ -493,16 +501,8 @@ def main() -> None:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     runs: list[dict] = []
-    budget = {}  # recipe -> steps, at equal wall-clock
-    for item in args.recipe_steps:
-        recipe, sep, steps = item.partition("=")
-        if not sep or recipe not in RECIPES or not steps.isdigit() or int(steps) < 1:
-            parser.error(f"--recipe-steps takes RECIPE=STEPS with a recipe of {RECIPES}, got {item!r}")
-        budget[recipe] = int(steps)
     with tempfile.TemporaryDirectory() as scratch:
         if args.probe_only:
-            if not args.seconds:
-                parser.error("--probe-only needs --seconds")
             for recipe in args.recipes:
                 budget.setdefault(recipe, steps_for(args.seconds, recipe, train_atelier_images,
                                                     args.seeds[0], Path(scratch), overrides, device))
