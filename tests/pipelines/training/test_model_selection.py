@@ -1,8 +1,13 @@
-"""Training keeps the best scored generator, not the last: a run made to degrade at the end.
+"""The pipeline registers the generator its in-training scores rank best.
 
-A deliberately unstable setting (a generator learning rate 500x DCGAN's) learns fast, then
-falls apart; with ``training.eval_every`` the pipeline scores the EMA and the raw generator
-during training and registers the best one.
+With ``training.eval_every`` the pipeline scores the EMA and the raw generator during
+training (live in MLflow) and registers the best one. An unstable setting (a generator
+learning rate 500x DCGAN's) gives a ragged curve; where its minimum falls depends on the
+CPU's floating-point kernels (on one machine the run fell apart after step 200, on another
+it kept improving), so this test checks that whatever the curve is, its minimum is what is
+saved, tagged, reported and registered, and re-scores to the recorded value. That the loop
+keeps the best and not the last generator is shown with a fixed score schedule in
+``tests/core/training/test_selection.py``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ UNSTABLE = {
 
 
 @pytest.mark.slow
-def test_the_registered_generator_is_the_best_scored_not_the_last(tmp_path, standin_torch_home):
+def test_the_registered_generator_is_the_best_scored_one(tmp_path, standin_torch_home):
     project = make_project_copy(tmp_path / "project")
     primary = {"images": torch.cat([digits(range(400)), digits(range(400, 500))]),
                "is_val": torch.arange(500) >= 400, "data_hash": "d" * 64,
@@ -49,13 +54,12 @@ def test_the_registered_generator_is_the_best_scored_not_the_last(tmp_path, stan
              for m in client.get_metric_history(run_id, f"eval_kid_{variant}")}
     assert sorted({step for step, _ in curve}) == [50, 100, 150, 200, 250, 300]
     best_step, best_variant = min(curve, key=curve.get)
-    assert best_step < 300, f"the run did not degrade: {curve}"
-    assert min(curve[(300, "ema")], curve[(300, "raw")]) > curve[(best_step, best_variant)]
+    assert len(set(curve.values())) == len(curve), f"ties make the best ambiguous: {curve}"
 
     saved = GeneratorCheckpoint.load(project / "data/06_models/generator.pt")
     assert (saved.step, saved.variant) == (best_step, best_variant)
     version = client.get_model_version("atelier-generator", str(record["version"]))
-    assert version.tags["best_step"] == str(best_step)
+    assert version.tags["generator_step"] == str(best_step)
     assert version.tags["generator_variant"] == best_variant
     metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
     assert (metrics["generator_step"], metrics["generator_variant"]) == (best_step, best_variant)
