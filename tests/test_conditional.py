@@ -35,7 +35,7 @@ def _primary(paths: list[str], is_val: list[bool]) -> dict:
     class_names = sorted({path.partition("/")[0] if "/" in path else "" for path in paths})
     labels = [class_names.index(path.partition("/")[0] if "/" in path else "") for path in paths]
     return {"paths": paths, "class_names": class_names, "is_val": torch.tensor(is_val),
-            "labels": torch.tensor(labels, dtype=torch.int64)}
+            "class_indices": torch.tensor(labels, dtype=torch.int64)}
 
 
 def test_images_outside_class_folders_are_named_with_the_fix():
@@ -54,7 +54,7 @@ def test_conditional_training_needs_two_classes_each_with_training_images():
         check_classes(_primary(["a/1.png", "a/2.png"], [False, False]))
     with pytest.raises(ValueError, match=r"classes \['b'\] have no training image"):
         check_classes(_primary(["a/1.png", "b/2.png"], [False, True]))
-    with pytest.raises(ValueError, match="no class labels .*data_ingestion,preprocessing"):
+    with pytest.raises(ValueError, match="primary_images has no class_indices.*data_ingestion,preprocessing"):
         check_classes({"images": torch.zeros(1), "is_val": torch.tensor([False])})
     check_classes(_primary(["a/1.png", "b/2.png", "b/3.png"], [False, False, True]))  # fine
 
@@ -70,16 +70,17 @@ def test_conditional_digits_train_register_and_serve_by_label(
             shutil.copy2(png, images / digit / png.name)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = test_env(MLFLOW_TRACKING_URI=uri, TORCH_HOME=str(standin_torch_home))
-    params = tiny_params(**{"training.conditional": True, "training.num_sample_images": 20})
+    params = tiny_params(**{"training.conditional": True})
     run_kedro(project, "run", "--pipeline=train", f"--params={params}", env=env)
 
     manifest = pd.read_parquet(project / "data/02_intermediate/manifest.parquet")
     assert len(manifest) == 10 * IMAGES_PER_DIGIT
     assert manifest["label"].tolist() == [path.split("/")[0] for path in manifest["path"]]
     assert sorted(set(manifest["label"])) == DIGITS
-    # Grids: one row per class (10 rows of 32 px, padding 2), ceil(asked / 10) seeds each.
+    # Grids: one row per class (10 rows of 32 px, padding 2), ceil(grid_size / 10) seeds
+    # each; training's grid and the evaluation's both have evaluation.grid_size (16) images.
     reporting = project / "data/08_reporting"
-    with Image.open(reporting / "training_samples.png") as grid:  # 20 asked: 2 columns
+    with Image.open(reporting / "training_samples.png") as grid:  # grid_size 16: 2 columns
         assert grid.size == (2 * 32 + 3 * 2, 10 * 32 + 11 * 2)
     with Image.open(reporting / "generated_samples.png") as grid:  # grid_size 16: 2 columns
         assert grid.size == (2 * 32 + 3 * 2, 10 * 32 + 11 * 2)

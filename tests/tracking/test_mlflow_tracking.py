@@ -110,8 +110,8 @@ def test_train_is_tracked_registered_and_promoted_on_fid(
     # lineage and which weights were registered.
     for name in ("fid", "inception_score", "inception_score_std", "kid", "kid_std"):
         assert float(champion.tags[name]) == metrics[name], name
-    for name in ("git_commit", "git_dirty", "data_version", "data_hash", "best_step",
-                 "inception_weights_sha256", "inception_weights_warning"):
+    for name in ("git_commit", "git_dirty", "data_version", "data_hash", "generator_step",
+                 "generator_variant", "inception_weights_sha256", "inception_weights_warning"):
         assert champion.tags[name] == tags[name], name
     assert champion.tags["run_id"] == first.info.run_id
     assert champion.tags["fid_dims"] == params["evaluation.fid_dims"] == "64"
@@ -130,7 +130,7 @@ def test_train_is_tracked_registered_and_promoted_on_fid(
     assert f"- decision: {reason}" in description
     assert f"- data version: `{tags['data_version']}`" in description
     assert (f"- weights: {champion.tags['generator_variant']} generator of step "
-            f"{tags['best_step']}") in description
+            f"{tags['generator_step']}") in description
     assert description[-1] == f"**WARNING:** {tags['inception_weights_warning']}"
     # The model card the run logged says the same.
     card = Path(client.download_artifacts(first.info.run_id, "model_card.md",

@@ -59,7 +59,7 @@ def test_logged_models_rank_by_fid(two_versions):
     assert {metric.key: metric.value for metric in best.metrics} == _scores(20.0)
     assert best.params == {"data_version": "md5:5eed.dir", "inception_weights_sha256": "ab12",
                            "inception_weights_warning": STANDIN, "fid_dims": "64",
-                           "num_samples": "20", "best_step": "200", "generator_variant": "ema"}
+                           "num_samples": "20", "generator_step": "200", "generator_variant": "ema"}
 
 
 def test_the_version_description_starts_with_a_summary(two_versions):

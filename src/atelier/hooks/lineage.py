@@ -12,7 +12,8 @@ computes nothing itself):
   image folder when DVC tracks it, otherwise ``content:<data_hash>``), ``data_hash``
   (what the run actually read) and ``data_source``;
 - from ``generator``: ``generator_sha256`` (a hash of the trained weights, which
-  ``atelier.reproduce`` compares against), ``training_device`` and ``best_step``;
+  ``atelier.reproduce`` compares against), ``training_device``, ``generator_step`` and ``generator_variant`` (which weights
+  model selection chose);
 - from ``metrics``: ``inception_weights_sha256`` and, for anything but pytorch-fid's
   official file, ``inception_weights_warning``;
 - the whole resolved configuration as the artifact ``config/parameters.json``;
@@ -89,7 +90,8 @@ class LineageHook:
         elif dataset_name == "generator":
             mlflow.set_tags({"generator_sha256": state_dict_sha256(data.state_dict),
                              "training_device": data.training_device,
-                             "best_step": str(data.step)})
+                             "generator_step": str(data.step),
+                             "generator_variant": data.variant})
         elif dataset_name == "metrics":
             # A stand-in Inception network must never pass for the real one in the UI.
             mlflow.set_tag("inception_weights_sha256", data.get("inception_weights_sha256", ""))

@@ -11,7 +11,8 @@ preprocessing or training:
   networks can be built for when the run also trains (a power of two, at least 16; a run
   that only trains takes the resolution of the preprocessed tensor);
 - ``training.*`` (when the run trains): ``TrainingConfig.from_params``;
-- ``evaluation.*`` (when the run trains with model selection, evaluates or registers):
+- ``evaluation.*`` (when the run trains, evaluates or registers; training reads its
+  ``grid_size``, and with model selection its Inception settings):
   ``EvaluationConfig.from_params`` (``is_splits=0``, ``fid_dims=100``... are refused), and
   ``inception_weights: official`` (or a path) must resolve to a usable file; ``auto``
   never blocks (it falls back to the labelled stand-in).
@@ -93,10 +94,11 @@ class PreflightHook:
         if _PREPROCESSING & nodes:  # a run that only trains takes the tensor's resolution
             check_preprocessing(catalog.load("params:preprocessing"),
                                 training.architecture if training else None)
-        if not _SCORING & nodes or (nodes & _SCORING == _TRAINING and not training.eval_every):
+        if not _SCORING & nodes:  # training reads evaluation.grid_size even without selection
             return
         evaluation = EvaluationConfig.from_params(catalog.load("params:evaluation"))
-        if evaluation.inception_weights == "auto":
+        scores = not (nodes & _SCORING == _TRAINING and not training.eval_every)
+        if evaluation.inception_weights == "auto" or not scores:
             return
         weights = resolve_inception_weights(evaluation.inception_weights)  # raises with what to do
         logger.info("Inception weights for this run: %s (%s).", weights.path,

@@ -54,3 +54,15 @@ def test_a_resumed_selection_with_other_settings_starts_afresh():
     other.load_state_dict(before.state_dict())
     assert same.best == before.best and same.scores == before.scores
     assert other.best is None and other.scores == []
+
+
+@pytest.mark.parametrize("key", ["num_sample_images", "grid_size"])
+def test_the_grid_size_is_the_evaluations_not_a_training_key(tmp_path, key):
+    with pytest.raises(ValueError, match=rf"training\.{key} is not a training parameter.*"
+                                         r"evaluation\.grid_size"):
+        TrainingConfig.from_params({**tiny_params(tmp_path), key: 16})
+    nine = TrainingConfig.from_params(tiny_params(tmp_path), grid_size=9)
+    assert nine.grid_size == 9
+    # A grid of another size draws other pictures of the same weights: it resumes them.
+    assert (nine.checkpoint_key("d" * 64, 32, 1, 0)
+            == TrainingConfig.from_params(tiny_params(tmp_path)).checkpoint_key("d" * 64, 32, 1, 0))

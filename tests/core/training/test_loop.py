@@ -62,7 +62,7 @@ def test_report_gets_losses_throughput_and_ema_samples(tmp_path):
     calls = []
     result = train_gan(
         synthetic_images(),
-        TrainingConfig.from_params(tiny_params(tmp_path, max_steps=8, sample_every=4)),
+        TrainingConfig.from_params(tiny_params(tmp_path, max_steps=8, sample_every=4), grid_size=4),
         data_hash=DATA_HASH,
         report=lambda step, metrics, samples=None: calls.append((step, metrics, samples)),
     )
@@ -76,7 +76,7 @@ def test_report_gets_losses_throughput_and_ema_samples(tmp_path):
             assert samples is None
         else:
             assert samples.dtype == torch.uint8 and samples.shape == (4, 1, 32, 32)
-    # Samples come from the EMA generator, seeds 0..num_sample_images-1.
+    # Samples come from the EMA generator, seeds 0..grid_size-1.
     assert torch.equal(calls[-1][2], generate_images(result.generator, range(4)))
 
 

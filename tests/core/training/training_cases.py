@@ -42,7 +42,7 @@ def tiny_params(tmp_path: Path, **overrides) -> dict:
     params.update(
         device="cpu", max_steps=10, batch_size=8, latent_dim=8, g_width=4, d_width=4,
         log_every=2, sample_every=0, checkpoint_every=4, keep_checkpoints=10,
-        checkpoint_dir=str(tmp_path / "checkpoints"), deterministic=True, num_sample_images=4,
+        checkpoint_dir=str(tmp_path / "checkpoints"), deterministic=True,
         precision="fp32",  # CPU bf16 kernels are slow for 4-channel layers; tested separately
         eval_every=0,  # model selection needs a scorer (Inception): tested on its own
     )

@@ -24,7 +24,7 @@ def _primary_images() -> dict:
     count = 66
     labels = torch.tensor([i % 3 for i in range(60)] + [3] * 6, dtype=torch.int64)
     return {"images": digits(range(count)), "is_val": torch.arange(count) % 2 == 0,
-            "labels": labels, "class_names": list(CLASSES), "resolution": 32, "channels": 1,
+            "class_indices": labels, "class_names": list(CLASSES), "resolution": 32, "channels": 1,
             "data_hash": "test", "sha256": [str(i) for i in range(count)],
             "paths": [f"{CLASSES[label]}/{i}.png" for i, label in enumerate(labels.tolist())]}
 
@@ -81,7 +81,7 @@ def test_per_class_scores_for_classes_with_enough_validation_images(standin, tmp
     # Class b: 10 images (max(20 // 4, 10)) of label 1 from the evaluation's seeds, against
     # class b's validation images.
     primary = _primary_images()
-    real = primary["images"][primary["is_val"] & (primary["labels"] == 1)]
+    real = primary["images"][primary["is_val"] & (primary["class_indices"] == 1)]
     fake = generate_images(load_generator(checkpoint), range(1000, 1010), labels=[1] * 10)
     fake_features = core_metrics.extract_features(standin, [fake], dims=64).features
     real_features = core_metrics.extract_features(standin, [real], dims=64).features

@@ -50,8 +50,8 @@ def test_digits_at_32_and_split_is_stable_when_images_are_added(
     assert zero[12:20, 12:20].mean() < 60 and zero[4:28, 4:28].max() > 200
     # Each digit's class is its folder: class_names "0".."9", labels index them.
     assert first["class_names"] == list("0123456789")
-    assert first["labels"].dtype == torch.int64 and first["labels"].shape == (1797,)
-    assert [first["class_names"][i] for i in first["labels"]] == [p[0] for p in first["paths"]]
+    assert first["class_indices"].dtype == torch.int64 and first["class_indices"].shape == (1797,)
+    assert [first["class_names"][i] for i in first["class_indices"]] == [p[0] for p in first["paths"]]
 
     # Add 200 new images (mirrored digits: new content) between the old ones in path
     # order, and ingest + preprocess again (in-process: same nodes, faster than kedro).
@@ -114,8 +114,8 @@ def test_only_ok_rows_in_path_order_with_the_requested_channels(cases, channels)
     # Classes of the images used only, sorted (zz_copies/ holds only a rejected duplicate,
     # bad/ only rejected files and the skipped tiny.png).
     assert result["class_names"] == ["anim", "dup", "exif", "modes"]
-    assert result["labels"].dtype == torch.int64
-    assert [result["class_names"][i] for i in result["labels"]] == [
+    assert result["class_indices"].dtype == torch.int64
+    assert [result["class_names"][i] for i in result["class_indices"]] == [
         path.split("/")[0] for path in result["paths"]]
 
 
@@ -161,7 +161,7 @@ def test_images_outside_class_folders_get_the_empty_class(tmp_path):
     result = preprocess_images(manifest, lineage_of(manifest, ingestion), preprocessing_params())
     assert result["paths"] == ["3.png", "a/2.png", "b/1.png", "b/c/4.png"]
     assert result["class_names"] == ["", "a", "b"]
-    assert result["labels"].tolist() == [0, 1, 2, 2]
+    assert result["class_indices"].tolist() == [0, 1, 2, 2]
 
 
 def test_manifest_without_labels_asks_for_a_new_ingestion(cases):

@@ -42,7 +42,7 @@ def test_selection_never_sees_the_validation_images_or_seeds_the_run_reports(
     training = {**_params("training"), "max_steps": 20, "eval_every": 10, "eval_samples": 12,
                 "g_width": 8, "d_width": 8, "latent_dim": 16, "log_every": 10,
                 "sample_every": 0, "checkpoint_every": 0, "device": "cpu", "precision": "fp32",
-                "checkpoint_dir": str(tmp_path / "checkpoints"), "num_sample_images": 4}
+                "checkpoint_dir": str(tmp_path / "checkpoints")}
     evaluation = {**_params("evaluation"), "num_samples": 16, "fid_dims": 64, "is_splits": 2,
                   "kid_subsets": 5, "kid_subset_size": 10, "device": "cpu",
                   "reference_cache_dir": str(tmp_path / "features")}

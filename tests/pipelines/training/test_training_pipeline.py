@@ -15,7 +15,7 @@ from atelier.core.models import GeneratorCheckpoint, load_generator
 TINY = tiny_params(**{
     "training.max_steps": 4, "training.batch_size": 8, "training.latent_dim": 8,
     "training.g_width": 4, "training.d_width": 4, "training.log_every": 2,
-    "training.checkpoint_every": 2, "training.num_sample_images": 4,
+    "training.checkpoint_every": 2, "evaluation.grid_size": 4,
 })
 
 

@@ -12,6 +12,7 @@ import logging
 import os
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -19,6 +20,9 @@ import torch.distributed as dist
 from atelier.core.training.config import TrainingConfig
 from atelier.core.training.distributed import distributed_backend, launch_training
 from atelier.core.training.loop import train_gan
+
+if TYPE_CHECKING:
+    from atelier.core.metrics import EvaluationConfig
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +56,22 @@ def main(argv: list[str] | None = None) -> None:
     for assignment in args.set:
         key, _, value = assignment.partition("=")
         params[key.removeprefix("training.")] = yaml.safe_load(value)
-    config = TrainingConfig.from_params(params)
+    evaluation = _evaluation_config(args.evaluation) if args.evaluation else None
+    config = TrainingConfig.from_params(
+        params, **({"grid_size": evaluation.grid_size} if evaluation else {}))
     primary = torch.load(args.data, map_location="cpu", weights_only=True)
     train_rows = ~primary["is_val"]
     images = primary["images"][train_rows]
-    labels = primary["labels"][train_rows] if config.conditional else None
+    labels = primary["class_indices"][train_rows] if config.conditional else None
     scorer = None
     if config.eval_every and args.evaluation is None:
         log.warning("training.eval_every is on but no --evaluation file was given: training "
                     "without model selection (the last EMA generator is written).")
         config = dataclasses.replace(config, eval_every=0)
     elif config.eval_every and int(os.environ.get("RANK", "0")) == 0:
-        scorer = _scorer(args.evaluation, images, config)
+        from atelier.core.metrics import GeneratorScorer
+
+        scorer = GeneratorScorer.for_selection(evaluation, images, config.eval_samples)
     run = partial(train_gan if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
                   else launch_training, images, config, data_hash=primary["data_hash"],
                   report=_log_report, labels=labels, scorer=scorer)
@@ -82,14 +90,14 @@ def main(argv: list[str] | None = None) -> None:
                  args.output)
 
 
-def _scorer(evaluation_file: str, training_images: torch.Tensor, config: TrainingConfig):
+def _evaluation_config(evaluation_file: str) -> EvaluationConfig:
+    """The ``evaluation:`` section of ``evaluation_file``, validated: its ``grid_size``
+    sizes the sample grids, and model selection scores with its Inception settings."""
     import yaml
 
-    from atelier.core.metrics import EvaluationConfig, GeneratorScorer
+    from atelier.core.metrics import EvaluationConfig
 
-    evaluation = EvaluationConfig.from_params(
-        yaml.safe_load(Path(evaluation_file).read_text())["evaluation"])
-    return GeneratorScorer.for_selection(evaluation, training_images, config.eval_samples)
+    return EvaluationConfig.from_params(yaml.safe_load(Path(evaluation_file).read_text())["evaluation"])
 
 
 def _log_report(step: int, metrics: dict[str, float], samples: torch.Tensor | None = None) -> None:

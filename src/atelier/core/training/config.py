@@ -13,6 +13,9 @@ from atelier.core.augment import parse_policy
 from atelier.core.models import ARCHITECTURES
 from atelier.core.params import typed_fields
 
+#: Images in a sample grid when the caller names none (``evaluation.grid_size``'s default).
+DEFAULT_GRID_SIZE = 64
+
 
 def _shapes_weights() -> Any:
     """Marks a field that shapes the trained weights (see ``WEIGHT_PARAMETERS``)."""
@@ -71,12 +74,23 @@ class TrainingConfig:
     checkpoint_dir: str
     resume: str
     deterministic: bool
-    num_sample_images: int
+    grid_size: int
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> TrainingConfig:
-        """Build and validate the config from the ``training`` parameters dict."""
-        values = typed_fields("training", params, cls, "conf/base/parameters_training.yml")
+    def from_params(cls, params: Mapping[str, Any], *, grid_size: int = DEFAULT_GRID_SIZE) -> TrainingConfig:
+        """Build and validate the config from the ``training`` parameters dict.
+
+        ``grid_size``: images in the sample grids drawn during and after training (seeds
+        ``0..grid_size-1``). It is not a training key: the pipeline passes
+        ``evaluation.grid_size``, the one setting for every sample grid of a run.
+        """
+        for key in ("num_sample_images", "grid_size"):
+            if key in params:
+                raise ValueError(f"training.{key} is not a training parameter: every sample "
+                                 "grid of a run, during training and after it, has "
+                                 "evaluation.grid_size images; set that instead.")
+        values = typed_fields("training", {**params, "grid_size": grid_size}, cls,
+                              "conf/base/parameters_training.yml")
         config = cls(**values)
         config._validate()
         return config
@@ -98,7 +112,7 @@ class TrainingConfig:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             problems.append(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         for name in ("devices", "max_steps", "batch_size", "latent_dim", "g_width", "d_width",
-                     "log_every", "keep_checkpoints", "num_sample_images", "r1_every",
+                     "log_every", "keep_checkpoints", "grid_size", "r1_every",
                      "eval_samples"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -75,7 +75,7 @@ class Report(Protocol):
     ``metrics`` holds ``loss_d`` and ``loss_g`` (means over the interval) and
     ``images_per_sec`` (all ranks together), or the evaluation's ``eval_<metric>_<variant>``
     scores; ``samples`` is a uint8 ``N x C x H x W`` tensor of EMA-generator images from
-    seeds ``0..num_sample_images-1`` at ``sample_every`` steps, else ``None``.
+    seeds ``0..grid_size-1`` at ``sample_every`` steps, else ``None``.
     """
 
     def __call__(

@@ -107,12 +107,12 @@ def _score_classes(candidate: torch.nn.Module, class_names: tuple[str, ...], pri
                    inception: core_metrics.FIDInception,
                    config: core_metrics.EvaluationConfig) -> dict:
     """:func:`atelier.core.metrics.score_classes` on the validation split's classes."""
-    if "labels" not in primary_images:
-        logger.warning("primary_images has no class labels: no per-class scores.")
+    if "class_indices" not in primary_images:
+        logger.warning("primary_images has no class indices: no per-class scores.")
         return {}
     is_val = primary_images["is_val"]
     return core_metrics.score_classes(
-        candidate, class_names, primary_images["images"][is_val], primary_images["labels"][is_val],
+        candidate, class_names, primary_images["images"][is_val], primary_images["class_indices"][is_val],
         primary_images["class_names"], inception, config)
 
 

@@ -28,7 +28,7 @@ def preprocess_images(manifest: pd.DataFrame, lineage: dict,
 
     Returns:
         ``{"images": uint8 N x C x H x W, "sha256": [...], "paths": [...], "is_val": bool N,
-        "labels": int64 N, "class_names": [...], "resolution": int, "channels": int,
+        "class_indices": int64 N, "class_names": [...], "resolution": int, "channels": int,
         "data_hash": str, "skipped": [{"path", "width", "height", "reason"}, ...]}``.
         ``is_val`` depends on each image's bytes only. ``skipped`` is the quarantine
         record: the ``ok`` images smaller than the resolution, left out unless
@@ -37,7 +37,7 @@ def preprocess_images(manifest: pd.DataFrame, lineage: dict,
         the images kept, so skipping images (or taking them back with ``allow_upscale``)
         never resumes a checkpoint trained on other images. ``class_names`` are the
         distinct manifest labels of the images, sorted (``""`` for images directly in the
-        source folder), and ``labels[i]`` indexes image ``i``'s class in them; only
+        source folder), and ``class_indices[i]`` is the position of image ``i``'s label in them; only
         class-conditional training uses them.
 
     Raises:
@@ -74,7 +74,7 @@ def preprocess_images(manifest: pd.DataFrame, lineage: dict,
     is_val = images.assign_validation(sha256s, float(preprocessing["val_fraction"]))
     class_names = sorted(set(kept["label"]))
     index = {name: i for i, name in enumerate(class_names)}
-    labels = torch.tensor([index[name] for name in kept["label"]], dtype=torch.int64)
+    class_indices = torch.tensor([index[name] for name in kept["label"]], dtype=torch.int64)
     logger.info("Preprocessed %d images to %dx%d, %d channel(s); %d held out for validation.",
                 len(paths), resolution, resolution, channels, int(is_val.sum()))
     return {
@@ -82,7 +82,7 @@ def preprocess_images(manifest: pd.DataFrame, lineage: dict,
         "sha256": sha256s,
         "paths": paths,
         "is_val": is_val,
-        "labels": labels,
+        "class_indices": class_indices,
         "class_names": class_names,
         "resolution": resolution,
         "channels": channels,

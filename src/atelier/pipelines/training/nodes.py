@@ -27,10 +27,11 @@ def train_generator(primary_images: dict, training: dict, evaluation: dict,
 
     Args:
         primary_images: ``images`` (uint8 N x C x H x W), ``is_val`` (bool N),
-            ``data_hash``, and for conditional training ``labels`` (int64 N) and
-            ``class_names``; the resolution and channels are the tensor's.
+            ``data_hash``, and for conditional training ``class_indices`` (int64 N,
+            positions in ``class_names``) and ``class_names``; the resolution and channels are the tensor's.
         training: ``params:training``.
-        evaluation: ``params:evaluation``: with ``training.eval_every`` on, the EMA and the
+        evaluation: ``params:evaluation``: ``grid_size`` sizes the sample grids; with
+            ``training.eval_every`` on, the EMA and the
             raw generator are scored with its Inception weights and ``fid_dims`` against
             ``training.eval_samples`` training images, from seeds the evaluation never
             uses, and the best is kept (the validation split stays for the evaluation:
@@ -42,7 +43,7 @@ def train_generator(primary_images: dict, training: dict, evaluation: dict,
     Returns:
         The selected ``generator`` (a :class:`~atelier.core.models.GeneratorCheckpoint`
         recording its step and variant, and for conditional training its ``class_names``),
-        a grid of its samples from seeds ``0..num_sample_images-1`` (one row per class for
+        a grid of its samples from seeds ``0..evaluation.grid_size-1`` (one row per class for
         a conditional generator, see :func:`~atelier.core.generate.draw_sample_grid`), and
         the loss history (step, loss_d, loss_g, images_per_sec, and with ``training.ada``
         the adaptive augmentation's strength ``augment_p``).
@@ -52,19 +53,20 @@ def train_generator(primary_images: dict, training: dict, evaluation: dict,
             two classes, some images are in no class folder, or a class has no training
             image.
     """
-    config = TrainingConfig.from_params(training)
+    evaluation_config = EvaluationConfig.from_params(evaluation)
+    config = TrainingConfig.from_params(training, grid_size=evaluation_config.grid_size)
     if config.conditional:
         check_classes(primary_images)
     train_rows = ~primary_images["is_val"]
-    labels = primary_images.get("labels")
+    class_indices = primary_images.get("class_indices")
     scorer = GeneratorScorer.for_selection(
-        EvaluationConfig.from_params(evaluation), primary_images["images"][train_rows],
+        evaluation_config, primary_images["images"][train_rows],
         config.eval_samples) if config.eval_every else None
     result = launch_training(
         primary_images["images"][train_rows], config, data_hash=primary_images["data_hash"],
-        report=training_reporter, labels=None if labels is None else labels[train_rows],
+        report=training_reporter, labels=None if class_indices is None else class_indices[train_rows],
         scorer=scorer)
-    grid = draw_sample_grid(result.generator, range(config.num_sample_images))
+    grid = draw_sample_grid(result.generator, range(config.grid_size))
     class_names = tuple(primary_images.get("class_names", ())) if config.conditional else ()
     checkpoint = dataclasses.replace(result.checkpoint, class_names=class_names)
     columns = ["step", "loss_d", "loss_g", "images_per_sec"] + (["augment_p"] if config.ada else [])
@@ -76,11 +78,11 @@ def check_classes(primary_images: dict) -> None:
     """Refuse class-conditional training on images that do not form classes: fewer than two
     class folders, images directly in the source folder (no class), or a class whose images
     are all in the validation split."""
-    if "labels" not in primary_images:
-        raise ValueError("training.conditional is true but primary_images has no class labels "
-                         "(it was written by an older version): run 'kedro run "
+    if "class_indices" not in primary_images:
+        raise ValueError("training.conditional is true but primary_images has no class_indices: "
+                         "it was not written by this version's preprocessing. Run 'kedro run "
                          "--pipelines=data_ingestion,preprocessing' again first.")
-    names, labels = list(primary_images["class_names"]), primary_images["labels"]
+    names, labels = list(primary_images["class_names"]), primary_images["class_indices"]
     if "" in names:
         unfiled = [path for path, label in zip(primary_images["paths"], labels.tolist(), strict=True)
                    if names[label] == ""]
