@@ -36,7 +36,7 @@ Discriminator: residual down-blocks (main path: 4 x 4 stride-2 convolution, batc
 leaky ReLU (0.2), 3 x 3 convolution, batch norm, leaky ReLU; shortcut: 2 x 2 average pool,
 1 x 1 convolution, batch norm, leaky ReLU; the two averaged) from the image down to 8 x 8,
 then a 4 x 4 stride-2 convolution to 4 x 4 (batch norm, leaky ReLU) and a 4 x 4
-convolution to one logit per image. Spectral norm (``torch.nn.utils.parametrizations``)
+convolution to one logit per image. Spectral norm (:class:`atelier.core.layers.SpectralNorm`)
 wraps every convolution, linear layer and embedding by default, as the paper's D does.
 The decoders (up-sample, 3 x 3 convolution, batch norm, GLU per doubling, half D's widths;
 3 x 3 convolution and tanh at the end) rebuild the image at ``min(resolution, 128)`` from
@@ -71,6 +71,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from atelier.core.layers import (
+    apply_spectral_norm,
     check_network_arguments,
     class_labels,
     conditioned_latent,
@@ -320,9 +321,7 @@ class FastGANDiscriminator(nn.Module):
                 nn.init.normal_(weight, 0.0, 0.02)
             nn.init.zeros_(self.projection_linear.bias)
         if spectral_norm:  # after the initialisation, which it then normalises
-            for module in list(self.modules()):
-                if isinstance(module, (nn.Conv2d, nn.Linear, nn.Embedding)):
-                    nn.utils.parametrizations.spectral_norm(module)
+            apply_spectral_norm(self)
 
     @property
     def config(self) -> dict[str, int | str | bool]:

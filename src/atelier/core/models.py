@@ -42,6 +42,7 @@ from torch import nn
 
 from atelier.core.fastgan import FastGANDiscriminator, FastGANGenerator, check_fastgan_resolution
 from atelier.core.layers import (
+    apply_spectral_norm,
     class_labels,
     conditioned_latent,
     generator_config,
@@ -191,14 +192,12 @@ class Discriminator(nn.Module):
 
     def _apply_spectral_norm(self) -> None:
         # After the DCGAN initialisation: the parametrization then normalises those weights.
-        # parametrizations.spectral_norm keeps the power-iteration vectors u and v as
-        # buffers (``..._u``, ``..._v``) updated in place, so DDP broadcasts them from rank 0
-        # with the other buffers, and they are saved in the state dict. It clones them before
+        # layers.SpectralNorm keeps the power-iteration vectors u and v as buffers
+        # (``..._u``, ``..._v``) updated in place, so DDP broadcasts them from rank 0 with
+        # the other buffers, and they are saved in the state dict. It clones them before
         # use, so D(real) and D(fake) can share one backward. Under autocast the power
         # iteration runs in the autocast dtype and writes back into the float32 buffers.
-        for module in list(self.modules()):
-            if isinstance(module, (nn.Conv2d, nn.Linear, nn.Embedding)):
-                nn.utils.parametrizations.spectral_norm(module)
+        apply_spectral_norm(self)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         labels = class_labels(labels, self.num_classes, images.shape[0], "discriminator")

@@ -72,8 +72,6 @@ def test_architecture_and_ada_shape_the_checkpoint_key():
     ({"ada": True, "augment": "none"}, "ada is on but augment is none"),
     ({"ada_target": 1.0}, "ada_target must be in"),
     ({"ada_kimg": 0}, "ada_kimg must be positive"),
-    ({"architecture": "fastgan", "spectral_norm": True, "compile": True},
-     "compile is not supported for architecture fastgan with spectral_norm true"),
 ])
 def test_bad_architecture_and_ada_settings_are_refused(change, message):
     with pytest.raises(ValueError, match=message):

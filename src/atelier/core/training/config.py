@@ -122,13 +122,6 @@ class TrainingConfig:
                 problems.append(f"{name} must be 0 or more, got {getattr(self, name)}")
         if self.architecture not in ARCHITECTURES:
             problems.append(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
-        if self.architecture == "fastgan" and self.compile and self.spectral_norm:
-            # A known defect: under torch.compile the spectral-norm power iteration of
-            # FastGAN's discriminator updates a vector its backward still needs (torch
-            # 2.14, CPU: "modified by an inplace operation"). Refused before training.
-            problems.append("compile is not supported for architecture fastgan with "
-                            "spectral_norm true yet (torch.compile breaks its backward); set "
-                            "compile=false, or spectral_norm=false")
         if not 0 < self.ada_target < 1:
             problems.append(f"ada_target must be in (0, 1) (StyleGAN2-ADA: 0.6), got {self.ada_target}")
         if not self.ada_kimg > 0:
