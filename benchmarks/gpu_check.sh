@@ -7,29 +7,40 @@
 #      recipe (PyTorch's examples/dcgan loop) on the same GPU, ratio printed;
 #   2. one `kedro run --pipeline=train --env=studio` at 64x64x3 for a few thousand steps in
 #      a throw-away copy of the project (its own data/, MLflow store), printing FID and KID;
-#   2b. FastGAN's training throughput at 128 and 256 px (bf16; compile is refused for it yet)
+#   2b. FastGAN's training throughput at 128 and 256 px (bf16, without and with compile)
 #      and 2c. a `kedro run --env=fastgan` at 64 px with FID, beside 2.'s studio run;
 #   3. DDP with NCCL (`training.devices` = the visible GPU count) when more than one GPU is
 #      visible.
 #
 #   benchmarks/gpu_check.sh [--device cuda|cpu] [--quick] [--images DIR] [--steps N]
-#                           [--weights auto|official|PATH]
+#                           [--weights auto|official|PATH] [--python PY]
 #
 # --device cpu --quick exercises the paths on a CPU in a few minutes (tiny networks, a few
 # steps, batches 16 and 64, 100 images, no compile; its figures mean nothing). --images:
 # the PNGs for the kedro run (default: the emoji set benchmarks/quality.py fetches into
 # ~/.cache/atelier-bench, else the bundled digits). FID uses evaluation.inception_weights
 # (auto: the official file in $TORCH_HOME/hub/checkpoints, else a download, else the
-# STAND-IN, labelled so); --weights overrides it. Run from anywhere; uses the project's .venv.
+# STAND-IN, labelled so); --weights overrides it. Run from anywhere.
+#
+# Python: the project's .venv (.venv/bin/python, .venv/bin/kedro) where it exists; else,
+# or with --python PY, that interpreter (default python3) and `PY -m kedro`, with the
+# project's src/ put on PYTHONPATH so that atelier imports without being installed.
+# On a bare GPU machine (python3 with PyTorch and the image's packages, no network, no
+# .venv): gather the missing wheels here first, with benchmarks/gpu_wheels.sh, which
+# prints the whole device call: carry .whl, install it with
+#   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+#     --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+# then run `PYTHONPATH=/tmp/site:src bash benchmarks/gpu_check.sh` (benchmarks/README.md,
+# "GPU check").
 set -euo pipefail
 
 PROJECT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BIN="${PROJECT_ROOT}/.venv/bin"
 DEVICE=cuda
 QUICK=0
 IMAGES=""
 STEPS=""
 WEIGHTS=auto
+PY=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --device) DEVICE="$2"; shift 2 ;;
@@ -37,12 +48,34 @@ while [[ $# -gt 0 ]]; do
     --images) IMAGES="$2"; shift 2 ;;
     --steps) STEPS="$2"; shift 2 ;;
     --weights) WEIGHTS="$2"; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    --python) PY="$2"; shift 2 ;;
+    -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 case "$DEVICE" in cuda|cpu) ;; *) echo "--device must be cuda or cpu, got $DEVICE" >&2; exit 2 ;; esac
-if [[ "$DEVICE" == cuda ]] && ! "$BIN/python" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
+if [[ -z "$PY" && -x "$PROJECT_ROOT/.venv/bin/python" ]]; then
+  PY="$PROJECT_ROOT/.venv/bin/python"; KEDRO=("$PROJECT_ROOT/.venv/bin/kedro")
+else
+  # No .venv (a bare GPU machine): atelier from src/, the rest from PYTHONPATH (the carried
+  # wheels in /tmp/site). Relative entries are made absolute: the kedro runs below start in
+  # a throw-away copy of the project.
+  PY="${PY:-python3}"
+  if [[ "$PY" == */* && "$PY" != /* ]]; then PY="$PWD/$PY"; fi
+  KEDRO=("$PY" -m kedro)
+  command -v "$PY" >/dev/null || { echo "no Python: $PY" >&2; exit 1; }
+  ENTRIES=("$PROJECT_ROOT/src")
+  IFS=: read -ra REST <<<"${PYTHONPATH:-}"
+  for E in "${REST[@]}"; do
+    if [[ -n "$E" ]]; then ENTRIES+=("$([[ "$E" = /* ]] && echo "$E" || echo "$PWD/$E")"); fi
+  done
+  PYTHONPATH=$(IFS=:; echo "${ENTRIES[*]}"); export PYTHONPATH
+  "$PY" -c 'import atelier, kedro, kedro_mlflow, mlflow' || {
+    echo "$PY cannot import atelier and its dependencies; on a bare machine install the wheels of benchmarks/gpu_wheels.sh first (see --help)" >&2
+    exit 1
+  }
+fi
+if [[ "$DEVICE" == cuda ]] && ! "$PY" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
   echo "--device cuda but torch sees no GPU; use --device cpu --quick to exercise the script" >&2
   exit 1
 fi
@@ -70,10 +103,11 @@ section() { printf '\n=== %s\n' "$*"; }
 figure() { printf '%-58s %s\n' "$1:" "$2"; }  # one labelled figure per line
 
 section "machine"
-"$BIN/python" - "$DEVICE" <<'EOF'
+"$PY" - "$DEVICE" <<'EOF'
 import platform, sys, torch
 device = sys.argv[1]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
+print(f"{'python:':<59}{sys.executable} ({platform.python_version()})")
 print(f"{'torch:':<59}{torch.__version__}")
 print(f"{'cpu:':<59}{cpu}, {torch.get_num_threads()} torch threads")
 if device == "cuda":
@@ -81,12 +115,12 @@ if device == "cuda":
         print(f"{f'gpu {i}:':<59}{torch.cuda.get_device_name(i)}")
 EOF
 NGPU=0
-if [[ "$DEVICE" == cuda ]]; then NGPU=$("$BIN/python" -c 'import torch; print(torch.cuda.device_count())'); fi
+if [[ "$DEVICE" == cuda ]]; then NGPU=$("$PY" -c 'import torch; print(torch.cuda.device_count())'); fi
 
 # ------------------------------------------------------------------ 1. training throughput
 section "1. training throughput, 64x64x3, Atelier (bf16 AMP) vs the seed recipe (fp32)"
 throughput() {  # batch, extra args...: the benchmark's whole output
-  "$BIN/python" "$PROJECT_ROOT/benchmarks/train_throughput.py" --device "$DEVICE" --resolution 64 \
+  "$PY" "$PROJECT_ROOT/benchmarks/train_throughput.py" --device "$DEVICE" --resolution 64 \
     --channels 3 --batch-size "$1" --steps "$T_STEPS" --warmup "$T_WARMUP" --precision bf16 \
     "${WIDTHS[@]}" "${@:2}" 2>&1
 }
@@ -109,11 +143,11 @@ done
 
 kedro_train() {  # env, params: `kedro run --pipeline=train --env=<env>` in $PROJECT; its time and scores
   local start; start=$(date +%s)
-  if ! (cd "$PROJECT" && "$BIN/kedro" run --pipeline=train --env="$1" --params="$2" >"$SCRATCH/$1.log" 2>&1); then
+  if ! (cd "$PROJECT" && "${KEDRO[@]}" run --pipeline=train --env="$1" --params="$2" >"$SCRATCH/$1.log" 2>&1); then
     echo "$1 kedro run failed; the end of its log:"; tail -40 "$SCRATCH/$1.log"; exit 1
   fi
   figure "$1 kedro run wall time" "$(( $(date +%s) - start )) s"
-  "$BIN/python" - "$PROJECT/data/08_reporting/metrics.json" "$1" <<'EOF'
+  "$PY" - "$PROJECT/data/08_reporting/metrics.json" "$1" <<'EOF'
 import json, sys
 m, env = json.load(open(sys.argv[1])), sys.argv[2]
 label = f"{env} FID-{m['dims']}" + (" (STAND-IN weights: NOT FID)" if m.get("inception_weights_warning") else "")
@@ -142,7 +176,7 @@ if [[ -n "$IMAGES" ]]; then
     cp -r "$IMAGES"/. "$PROJECT/data/01_raw/images/"
   fi
 else
-  (cd "$PROJECT" && "$BIN/kedro" run --pipeline=sample_data >/dev/null 2>&1)
+  (cd "$PROJECT" && "${KEDRO[@]}" run --pipeline=sample_data >/dev/null 2>&1)
   if [[ $N_IMAGES -gt 0 ]]; then  # keep the first N_IMAGES digits
     find "$PROJECT/data/01_raw/images" -name '*.png' | sort | tail -n +$((N_IMAGES + 1)) | xargs rm -f
   fi
@@ -153,16 +187,24 @@ kedro_train "studio" "$PARAMS"
 grep -m1 -oE "Selected the [a-z]+ generator of step [0-9]+" "$SCRATCH/studio.log" | sed 's/^/model selection: /' || true
 
 # ------------------------------------------------------------------ 2b. FastGAN
-section "2b. FastGAN (training.architecture=fastgan) throughput at 128 and 256 px, bf16, no compile"
-# Without compile only: FastGAN's spectrally normalised discriminator does not compile yet
-# (training.compile is refused for it; see TrainingConfig).
-for RES in 128 256; do
-  OUT=$("$BIN/python" "$PROJECT_ROOT/benchmarks/train_throughput.py" --device "$DEVICE" \
-    --resolution "$RES" --channels 3 --batch-size "${BATCHES[0]}" --steps "$T_STEPS" \
+section "2b. FastGAN (training.architecture=fastgan) throughput at 128 and 256 px, bf16, without and with compile"
+fastgan_throughput() {  # resolution, extra args...: the benchmark's whole output
+  "$PY" "$PROJECT_ROOT/benchmarks/train_throughput.py" --device "$DEVICE" \
+    --resolution "$1" --channels 3 --batch-size "${BATCHES[0]}" --steps "$T_STEPS" \
     --warmup "$T_WARMUP" --precision bf16 --architecture fastgan --skip-plain \
     $([[ $QUICK == 1 ]] && echo "--g-width 4 --d-width 4 --latent-dim 16" || echo "--g-width 32 --d-width 32 --latent-dim 128") \
-    2>&1) || { echo "$OUT" | tail -30; exit 1; }
-  figure "fastgan ${RES}px batch ${BATCHES[0]} bf16" "$(rate atelier <<<"$OUT") images/s"
+    "${@:2}" 2>&1
+}
+for RES in 128 256; do
+  OUT=$(fastgan_throughput "$RES") || { echo "$OUT" | tail -30; exit 1; }
+  EAGER=$(rate atelier <<<"$OUT")
+  figure "fastgan ${RES}px batch ${BATCHES[0]} bf16" "$EAGER images/s"
+  if [[ "$DEVICE" == cpu && $QUICK == 1 ]]; then
+    figure "fastgan ${RES}px batch ${BATCHES[0]} bf16 + training.compile=true" "skipped with --device cpu --quick"
+    continue
+  fi
+  OUT_C=$(fastgan_throughput "$RES" --compile) || { echo "$OUT_C" | tail -30; exit 1; }
+  figure "fastgan ${RES}px batch ${BATCHES[0]} bf16 + training.compile=true" "$(rate atelier <<<"$OUT_C") images/s ($(ratio "$(rate atelier <<<"$OUT_C")" "$EAGER")x eager)"
 done
 section "2c. kedro run --pipeline=train --env=fastgan, 64x64x3 (beside 2.), $K_STEPS steps"
 cp -r "$PROJECT_ROOT/conf/fastgan" "$PROJECT/conf/"
@@ -174,13 +216,13 @@ kedro_train "fastgan" "$FPARAMS"
 section "3. DDP (NCCL)"
 if [[ "$DEVICE" == cuda && $NGPU -gt 1 ]]; then
   START=$(date +%s)
-  if ! (cd "$PROJECT" && "$BIN/kedro" run --pipeline=training --env=studio \
+  if ! (cd "$PROJECT" && "${KEDRO[@]}" run --pipeline=training --env=studio \
         --params="$PARAMS,training.devices=$NGPU,training.max_steps=500,training.eval_every=0,training.resume=never" \
         >"$SCRATCH/ddp.log" 2>&1); then
     echo "DDP kedro run failed; the end of its log:"; tail -40 "$SCRATCH/ddp.log"; exit 1
   fi
   figure "DDP over $NGPU GPUs, 500 steps (kedro run --pipeline=training)" "$(( $(date +%s) - START )) s"
-  "$BIN/python" -c 'import sys, pandas as pd; h = pd.read_csv(sys.argv[1]); print(f"{\"DDP images/s (all GPUs, mean of the logged intervals):\":<59}{h.images_per_sec.iloc[1:].mean():,.0f}")' \
+  "$PY" -c 'import sys, pandas as pd; h = pd.read_csv(sys.argv[1]); print(f"{\"DDP images/s (all GPUs, mean of the logged intervals):\":<59}{h.images_per_sec.iloc[1:].mean():,.0f}")' \
     "$PROJECT/data/08_reporting/loss_history.csv"
 else
   figure "DDP" "skipped: $([[ "$DEVICE" == cuda ]] && echo "$NGPU GPU visible" || echo "--device cpu") (needs more than one GPU)"
