@@ -135,3 +135,25 @@ def test_official_refuses_a_standin_and_a_failed_download(tmp_path, monkeypatch,
     with pytest.raises(InceptionWeightsNotFoundError, match="downloading it failed"):
         metrics.resolve_inception_weights("official", standin_dir=tmp_path / "cache")
     assert not (tmp_path / "cache").exists()  # official never builds a stand-in
+
+
+@pytest.mark.slow
+def test_the_standin_is_the_same_whatever_the_thread_count():
+    """Calibrated in float64: the CPU's kernels and thread count do not change the file (in
+    float32 one machine built different weights at one and at two threads)."""
+    from atelier.core.metrics.standin import build_standin_state_dict
+
+    threads = torch.get_num_threads()
+    try:
+        built = []
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            built.append(build_standin_state_dict(calibration_images=4, batch_size=2))
+    finally:
+        torch.set_num_threads(threads)
+    one, two = built
+    assert one.keys() == two.keys()
+    assert all(one[key].dtype == two[key].dtype for key in one)
+    assert all(torch.equal(one[key], two[key]) for key in one)
+    assert one["Mixed_7c.branch_pool.bn.running_var"].dtype == torch.float32
+    assert one["Mixed_7c.branch_pool.bn.running_var"].abs().sum() > 0  # calibrated, not reset

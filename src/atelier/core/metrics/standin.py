@@ -12,7 +12,8 @@ How it is made, and why:
 
 - Convolutions: seeded Kaiming-normal weights (fan-in, ReLU gain); the classifier: normal
   with std 1/sqrt(2048); BatchNorm affine weight 1, bias 0.
-- BatchNorm running statistics: calibrated by running the network in train mode with
+- BatchNorm running statistics: calibrated (in float64, rounded to float32, so that the
+  file is the same on every CPU and thread count) by running the network in train mode with
   ``momentum=None`` (a cumulative average over all batches) on smooth random images
   (low-frequency noise upsampled, random brightness and contrast), fed exactly as
   pytorch-fid feeds images (bilinear resize to 299, ``2x - 1``). Without calibration a
@@ -40,6 +41,9 @@ from atelier.core.storage import write_atomically
 CALIBRATION_IMAGES = 64
 CALIBRATION_BATCH = 32
 STANDIN_SEED = 0
+#: In the cached file's name: version 2 calibrates in float64 (the same file on every
+#: machine); a version-1 file, built in float32 and machine-dependent, is not reused.
+STANDIN_VERSION = 2
 
 
 def smooth_random_images(count: int, generator: torch.Generator, size: int = 64) -> torch.Tensor:
@@ -76,15 +80,19 @@ def build_standin_state_dict(seed: int = STANDIN_SEED, calibration_images: int =
             nn.init.normal_(module.weight, std=1 / math.sqrt(module.in_features),
                             generator=generator)
             nn.init.zeros_(module.bias)
-    network.train()
+    # Calibrated in float64, then rounded to float32: float32 convolutions sum in an order
+    # that depends on the CPU's kernels and the thread count (the same seed built files
+    # with different sha256s on one machine at 1 and 2 threads), while float64's
+    # differences are far below float32's rounding, so every machine builds the same file.
+    network.double().train()
     for start in range(0, calibration_images, batch_size):
         images = smooth_random_images(min(batch_size, calibration_images - start), generator)
-        x = F.interpolate(images, size=(299, 299), mode="bilinear", align_corners=False)
+        x = F.interpolate(images.double(), size=(299, 299), mode="bilinear", align_corners=False)
         network(2 * x - 1)
     for module in network.modules():
         if isinstance(module, nn.BatchNorm2d):
             module.momentum = 0.1  # back to PyTorch's default; not part of the state dict
-    return network.state_dict()
+    return network.float().state_dict()
 
 
 def write_standin_weights(path: str | os.PathLike, seed: int = STANDIN_SEED,
@@ -97,4 +105,4 @@ def write_standin_weights(path: str | os.PathLike, seed: int = STANDIN_SEED,
 
 def standin_weights_path(cache_dir: str | os.PathLike) -> Path:
     """Where ``evaluation.inception_weights: auto`` keeps the stand-in under ``cache_dir``."""
-    return Path(cache_dir) / f"pt_inception-STANDIN-seed{STANDIN_SEED}.pth"
+    return Path(cache_dir) / f"pt_inception-STANDIN-v{STANDIN_VERSION}-seed{STANDIN_SEED}.pth"
