@@ -34,6 +34,7 @@ def _start_holder(folder: Path) -> subprocess.Popen:
     return holder
 
 
+@pytest.mark.slow  # two kedro processes
 def test_a_second_run_is_refused_naming_the_first_and_a_dead_holder_leaves_no_lock(tmp_path):
     holder = _start_holder(tmp_path)
     try:

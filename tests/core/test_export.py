@@ -257,6 +257,7 @@ def test_missing_or_unreadable_files_and_unknown_opsets_say_what_to_do(trained, 
         export_onnx(trained[1, False], tmp_path / "g.onnx", opset=7)
 
 
+@pytest.mark.slow  # training then exporting FastGAN
 @pytest.mark.parametrize("conditional", [False, True])
 def test_a_trained_fastgan_exports_and_matches_pytorch(tmp_path, conditional):
     """FastGAN's graph (nearest up-sampling, GLU, skip-layer excitation; no noise in eval

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+import pytest
 from mlflow.tracking import MlflowClient
 
 from atelier.tracking.datasets import (
@@ -39,6 +40,7 @@ def _logged(tmp_path: Path, lineage: dict, project: Path) -> list:
     return MlflowClient().get_run(run.info.run_id).inputs.dataset_inputs, run.info.run_id
 
 
+@pytest.mark.slow  # an MLflow run
 def test_both_splits_are_logged_with_the_manifest_schema_counts_and_content_digest(tmp_path):
     lineage = {"data_hash": "ab" * 32, "data_version": f"content:{'ab' * 32}",
                "data_source": "data/01_raw/images"}
@@ -59,6 +61,7 @@ def test_both_splits_are_logged_with_the_manifest_schema_counts_and_content_dige
     assert run_dataset(run_id, "test") is None
 
 
+@pytest.mark.slow  # dvc in a git repo and an MLflow run
 def test_dvc_tracked_images_name_the_dvc_version_and_remote(tmp_path):
     project = tmp_path / "project"
     project.mkdir()

@@ -72,6 +72,7 @@ IMPORT_STAGED = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a fresh interpreter imports the staged code
 def test_the_staged_code_imports_on_its_own(tmp_path):
     staged = stage_model_code(tmp_path)
     result = subprocess.run([sys.executable, "-c", IMPORT_STAGED, str(tmp_path), str(SOURCE)],

@@ -48,6 +48,7 @@ def two_versions(tmp_path_factory):
         mlflow.set_tracking_uri(previous)
 
 
+@pytest.mark.slow  # two registered versions
 def test_logged_models_rank_by_fid(two_versions):
     _, first, second = two_versions
     experiment = mlflow.get_experiment_by_name("model-page").experiment_id
@@ -62,6 +63,7 @@ def test_logged_models_rank_by_fid(two_versions):
                            "num_samples": "20", "generator_step": "200", "generator_variant": "ema"}
 
 
+@pytest.mark.slow  # two registered versions
 def test_the_version_description_starts_with_a_summary(two_versions):
     client, first, second = two_versions
     description = client.get_model_version(MODEL, second["version"]).description

@@ -109,6 +109,7 @@ def test_without_weights_a_failed_download_says_where_the_file_goes(tmp_path, mo
         metrics.load_inception(tmp_path / "nowhere.pth", device="cpu")
 
 
+@pytest.mark.slow  # builds the full 64-image stand-in in float64 (about 35 s)
 def test_auto_falls_back_to_a_standin_built_once_and_labelled(tmp_path, monkeypatch,
                                                              download_fails, caplog):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))

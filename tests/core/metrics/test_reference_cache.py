@@ -7,6 +7,7 @@ test_inception.py.
 
 from __future__ import annotations
 
+import pytest
 import torch
 from digit_cases import digits
 
@@ -27,6 +28,7 @@ class _ImagesSeen:
         self._handle.remove()
 
 
+@pytest.mark.slow  # two Inception passes
 def test_second_evaluation_reuses_reference_statistics_without_an_inception_pass(
         standin, tmp_path, caplog):
     reference, generated = digits(range(12)), digits(range(500, 510))

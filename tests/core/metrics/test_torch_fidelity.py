@@ -51,6 +51,7 @@ def _torch_fidelity_kid(a: np.ndarray, b: np.ndarray) -> dict:
                                   kid_subset_size=SUBSET_SIZE, verbose=False, rng_seed=2020)
 
 
+@pytest.mark.slow  # a full Inception pass on both sides
 def test_the_same_features_give_the_same_scores(standin):
     real = metrics.extract_features(standin, _rgb_digits(range(0, 32), 32).split(32), dims=2048,
                                     logits=True)

@@ -30,6 +30,7 @@ def _train(tmp_path, **overrides):
                      data_hash=DATA_HASH)
 
 
+@pytest.mark.slow  # FastGAN training and resume
 def test_fastgan_trains_logs_p_and_resumes_bit_identically(tmp_path, caplog):
     with caplog.at_level("INFO", logger="atelier.core.training"):
         uninterrupted = _train(tmp_path / "u")
@@ -84,6 +85,7 @@ def test_fastgan_refuses_16_pixels_before_training(tmp_path):
             tiny_params(tmp_path, **FASTGAN)), data_hash=DATA_HASH)
 
 
+@pytest.mark.slow  # bf16 FastGAN training on a CPU
 def test_conditional_fastgan_under_bf16_autocast(tmp_path):
     labels = torch.arange(48) % 3
     params = tiny_params(tmp_path, max_steps=4, precision="bf16", conditional=True, **FASTGAN)

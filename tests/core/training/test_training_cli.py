@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import torch
 import yaml
 from training_cases import (  # noqa: F401 (one_thread: an autouse fixture)
@@ -37,6 +38,7 @@ def test_command_line_trains_and_writes_the_ema_generator_checkpoint(tmp_path):
     assert_identical(load_generator(written).state_dict(), in_process.generator.state_dict())
 
 
+@pytest.mark.slow  # a training in a subprocess
 def test_module_runs_as_a_program():
     result = subprocess.run([sys.executable, "-m", "atelier.core.training", "--help"],
                             capture_output=True, text=True, timeout=120)
