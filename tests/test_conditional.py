@@ -54,7 +54,8 @@ def test_conditional_training_needs_two_classes_each_with_training_images():
         check_classes(_primary(["a/1.png", "a/2.png"], [False, False]))
     with pytest.raises(ValueError, match=r"classes \['b'\] have no training image"):
         check_classes(_primary(["a/1.png", "b/2.png"], [False, True]))
-    with pytest.raises(ValueError, match="primary_images has no class_indices.*data_ingestion,preprocessing"):
+    with pytest.raises(ValueError,
+                       match="primary_images has no class_indices.*data_ingestion,preprocessing"):
         check_classes({"images": torch.zeros(1), "is_val": torch.tensor([False])})
     check_classes(_primary(["a/1.png", "b/2.png", "b/3.png"], [False, False, True]))  # fine
 

@@ -12,8 +12,8 @@ computes nothing itself):
   image folder when DVC tracks it, otherwise ``content:<data_hash>``), ``data_hash``
   (what the run actually read) and ``data_source``;
 - from ``generator``: ``generator_sha256`` (a hash of the trained weights, which
-  ``atelier.reproduce`` compares against), ``training_device``, ``generator_step`` and ``generator_variant`` (which weights
-  model selection chose);
+  ``atelier.reproduce`` compares against), ``training_device``, ``generator_step`` and
+  ``generator_variant`` (which weights model selection chose);
 - from ``metrics``: ``inception_weights_sha256`` and, for anything but pytorch-fid's
   official file, ``inception_weights_warning``;
 - the whole resolved configuration as the artifact ``config/parameters.json``;

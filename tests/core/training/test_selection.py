@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from training_cases import DATA_HASH, checkpoints, one_thread, synthetic_images, tiny_params  # noqa: F401
+from training_cases import (  # noqa: F401 (one_thread: an autouse fixture)
+    DATA_HASH,
+    checkpoints,
+    one_thread,
+    synthetic_images,
+    tiny_params,
+)
 
 from atelier.core.training import TrainingConfig, train_gan
 

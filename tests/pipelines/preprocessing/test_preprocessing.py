@@ -51,7 +51,8 @@ def test_digits_at_32_and_split_is_stable_when_images_are_added(
     # Each digit's class is its folder: class_names "0".."9", labels index them.
     assert first["class_names"] == list("0123456789")
     assert first["class_indices"].dtype == torch.int64 and first["class_indices"].shape == (1797,)
-    assert [first["class_names"][i] for i in first["class_indices"]] == [p[0] for p in first["paths"]]
+    names = [first["class_names"][i] for i in first["class_indices"]]
+    assert names == [p[0] for p in first["paths"]]
 
     # Add 200 new images (mirrored digits: new content) between the old ones in path
     # order, and ingest + preprocess again (in-process: same nodes, faster than kedro).

@@ -97,7 +97,8 @@ def _evaluation_config(evaluation_file: str) -> EvaluationConfig:
 
     from atelier.core.metrics import EvaluationConfig
 
-    return EvaluationConfig.from_params(yaml.safe_load(Path(evaluation_file).read_text())["evaluation"])
+    section = yaml.safe_load(Path(evaluation_file).read_text())["evaluation"]
+    return EvaluationConfig.from_params(section)
 
 
 def _log_report(step: int, metrics: dict[str, float], samples: torch.Tensor | None = None) -> None:

@@ -77,7 +77,8 @@ class TrainingConfig:
     grid_size: int
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], *, grid_size: int = DEFAULT_GRID_SIZE) -> TrainingConfig:
+    def from_params(cls, params: Mapping[str, Any], *,
+                    grid_size: int = DEFAULT_GRID_SIZE) -> TrainingConfig:
         """Build and validate the config from the ``training`` parameters dict.
 
         ``grid_size``: images in the sample grids drawn during and after training (seeds

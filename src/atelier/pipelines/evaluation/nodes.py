@@ -112,8 +112,8 @@ def _score_classes(candidate: torch.nn.Module, class_names: tuple[str, ...], pri
         return {}
     is_val = primary_images["is_val"]
     return core_metrics.score_classes(
-        candidate, class_names, primary_images["images"][is_val], primary_images["class_indices"][is_val],
-        primary_images["class_names"], inception, config)
+        candidate, class_names, primary_images["images"][is_val],
+        primary_images["class_indices"][is_val], primary_images["class_names"], inception, config)
 
 
 def draw_sample_grids(generator: GeneratorCheckpoint, primary_images: dict,

@@ -37,8 +37,8 @@ def preprocess_images(manifest: pd.DataFrame, lineage: dict,
         the images kept, so skipping images (or taking them back with ``allow_upscale``)
         never resumes a checkpoint trained on other images. ``class_names`` are the
         distinct manifest labels of the images, sorted (``""`` for images directly in the
-        source folder), and ``class_indices[i]`` is the position of image ``i``'s label in them; only
-        class-conditional training uses them.
+        source folder), and ``class_indices[i]`` is the position of image ``i``'s label in
+        them; only class-conditional training uses them.
 
     Raises:
         DataSourceError: No usable image (none ``ok``, or all smaller than the resolution

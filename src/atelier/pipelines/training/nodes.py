@@ -28,11 +28,11 @@ def train_generator(primary_images: dict, training: dict, evaluation: dict,
     Args:
         primary_images: ``images`` (uint8 N x C x H x W), ``is_val`` (bool N),
             ``data_hash``, and for conditional training ``class_indices`` (int64 N,
-            positions in ``class_names``) and ``class_names``; the resolution and channels are the tensor's.
+            positions in ``class_names``) and ``class_names``; the resolution and channels
+            are the tensor's.
         training: ``params:training``.
         evaluation: ``params:evaluation``: ``grid_size`` sizes the sample grids; with
-            ``training.eval_every`` on, the EMA and the
-            raw generator are scored with its Inception weights and ``fid_dims`` against
+            ``training.eval_every`` on, the EMA and the raw generator are scored with its Inception weights and ``fid_dims`` against
             ``training.eval_samples`` training images, from seeds the evaluation never
             uses, and the best is kept (the validation split stays for the evaluation:
             ``atelier.core.training.selection``).
@@ -64,8 +64,8 @@ def train_generator(primary_images: dict, training: dict, evaluation: dict,
         config.eval_samples) if config.eval_every else None
     result = launch_training(
         primary_images["images"][train_rows], config, data_hash=primary_images["data_hash"],
-        report=training_reporter, labels=None if class_indices is None else class_indices[train_rows],
-        scorer=scorer)
+        report=training_reporter, scorer=scorer,
+        labels=None if class_indices is None else class_indices[train_rows])
     grid = draw_sample_grid(result.generator, range(config.grid_size))
     class_names = tuple(primary_images.get("class_names", ())) if config.conditional else ()
     checkpoint = dataclasses.replace(result.checkpoint, class_names=class_names)
