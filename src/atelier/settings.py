@@ -3,12 +3,13 @@
 from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
-from atelier.hooks import LineageHook, PreflightHook, RunLockHook
+from atelier.hooks import ExperimentHook, LineageHook, PreflightHook, RunLockHook
 
-# kedro-mlflow's hook comes in through its entry point. Ours: one run at a time per project
+# kedro-mlflow's hook comes in through its entry point. Ours: the MLflow experiment created
+# race-free before kedro-mlflow looks it up (tryfirst), one run at a time per project
 # folder and preflight checks (both before any node runs and before kedro-mlflow opens the
 # MLflow run), and lineage tags.
-HOOKS = (RunLockHook(), PreflightHook(), LineageHook())
+HOOKS = (ExperimentHook(), RunLockHook(), PreflightHook(), LineageHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -18,7 +18,8 @@ exported here; the catalog names the datasets; ``settings.py`` registers the hoo
 - :mod:`~atelier.tracking.versions`: the registered versions and aliases, loaded for
   drawing (``RegisteredVersions``, ``connect_registry``: the gallery's reader).
 - :mod:`~atelier.tracking.store`: which tracking store to read outside a run
-  (``configured_store``: the gallery, ``atelier export``, reproduce, ``make mlflow-ui``).
+  (``configured_store``: the gallery, ``atelier export``, reproduce, ``make mlflow-ui``),
+  and ``ensure_experiment`` (the run's experiment, created race-free).
 - :mod:`~atelier.tracking.export`: the generator a model URI names (``atelier export
   onnx``), and the ONNX file the registration logs beside the pyfunc model
   (``registration.onnx``).
@@ -34,7 +35,7 @@ from atelier.tracking.registry import (
 )
 from atelier.tracking.reporter import TrainingReporter
 from atelier.tracking.reproduce import REPRODUCES_ENV
-from atelier.tracking.store import TrackingStore, configured_store
+from atelier.tracking.store import TrackingStore, configured_store, ensure_experiment
 from atelier.tracking.versions import LoadedVersion, RegisteredVersions, connect_registry
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "TrainingReporter",
     "connect_registry",
     "dvc_versions",
+    "ensure_experiment",
     "git_state",
     "lineage_tags",
     "log_image_datasets",

@@ -114,3 +114,29 @@ def project_relative_uri(project: str | os.PathLike, uri: str) -> str:
         return uri
     path = Path(uri)
     return (path if path.is_absolute() else project / path).as_uri()
+
+
+def ensure_experiment(client, name: str, *, artifact_location: str | None = None,
+                      tags: dict | None = None) -> str:
+    """The id of the experiment ``name``, created when it does not exist yet.
+
+    Safe when several processes do it at once against one store: the losers of the create
+    (``RESOURCE_ALREADY_EXISTS``, the server's unique name) read the winner's experiment.
+    A deleted experiment is returned as it is (kedro-mlflow restores it, when its
+    ``restore_if_deleted`` says so).
+    """
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location, tags=tags)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:  # created and deleted for good in between: nothing to wait for
+        raise LookupError(f"The MLflow experiment {name!r} was created by another process "
+                          "and removed before this run could read it; run again.")
+    return experiment.experiment_id
