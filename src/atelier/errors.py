@@ -16,6 +16,7 @@ from atelier.core.errors import (
     GeneratorNotFoundError,
     GeneratorTooOldError,
     InceptionWeightsNotFoundError,
+    ParentModelError,
     TrainingDivergedError,
     UnsafeArchiveError,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "GeneratorNotFoundError",
     "GeneratorTooOldError",
     "InceptionWeightsNotFoundError",
+    "ParentModelError",
     "ProjectBusyError",
     "TrainingDivergedError",
     "UnsafeArchiveError",

@@ -29,6 +29,11 @@ class TrainingDivergedError(AtelierError):
     """A loss became non-finite; training stopped and the last good checkpoint was kept."""
 
 
+class ParentModelError(AtelierError):
+    """``training.init_from`` names no usable parent: nothing there, not a training state,
+    or networks this run cannot start from (:mod:`atelier.core.training.parent`)."""
+
+
 class InceptionWeightsNotFoundError(AtelierError):
     """The FID Inception weights are neither in the torch hub cache nor at the configured path."""
 

@@ -261,7 +261,9 @@ class GeneratorCheckpoint:
     which weights they are (``ema``: the exponential moving average; ``raw``: the
     optimised generator itself). ``class_names`` names the classes of a class-conditional
     generator (label ``i`` is ``class_names[i]``); empty when unconditional or unnamed, and
-    files written before it existed read back with it empty.
+    files written before it existed read back with it empty. ``parent`` identifies the
+    model a fine-tune started from (``training.init_from``: the ``identity`` of
+    :class:`~atelier.core.training.parent.ParentModel`); empty for a run from scratch.
     """
 
     config: dict[str, int]
@@ -270,9 +272,11 @@ class GeneratorCheckpoint:
     step: int = 0
     variant: str = "ema"
     class_names: tuple[str, ...] = ()
+    parent: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "class_names", tuple(str(name) for name in self.class_names))
+        object.__setattr__(self, "parent", {str(k): str(v) for k, v in dict(self.parent).items()})
         num_classes = int(self.config.get("num_classes", 0))
         if self.class_names and len(self.class_names) != num_classes:
             raise ValueError(

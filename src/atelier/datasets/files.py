@@ -19,6 +19,7 @@ from kedro.io import AbstractDataset, DatasetError
 
 from atelier.core.models import GeneratorCheckpoint
 from atelier.core.storage import write_atomically
+from atelier.core.training.parent import TrainingState
 
 
 class TorchDataset(AbstractDataset[dict, dict]):
@@ -67,6 +68,26 @@ class GeneratorDataset(TorchDataset):
         return GeneratorCheckpoint.from_dict(super().load())
 
     def save(self, data: GeneratorCheckpoint) -> None:
+        super().save(data.to_dict())
+
+
+class TrainingStateDataset(TorchDataset):
+    """What a fine-tune of a run starts from (:class:`~atelier.core.training.TrainingState`:
+    the selected generator, the discriminator of its step, the augmentation strength) in one
+    ``.pt`` file. The catalog wraps it in kedro-mlflow's ``MlflowArtifactDataset``, so every
+    run logs it as the artifact ``training_state.pt``, beside the servable model.
+
+    Example catalog entry::
+
+        training_state:
+          type: atelier.datasets.TrainingStateDataset
+          filepath: data/06_models/training_state.pt
+    """
+
+    def load(self) -> TrainingState:
+        return TrainingState.from_dict(super().load(), source=str(self._filepath))
+
+    def save(self, data: TrainingState) -> None:
         super().save(data.to_dict())
 
 

@@ -13,7 +13,11 @@ computes nothing itself):
   (what the run actually read) and ``data_source``;
 - from ``generator``: ``generator_sha256`` (a hash of the trained weights, which
   ``atelier.reproduce`` compares against), ``training_device``, ``generator_step`` and
-  ``generator_variant`` (which weights model selection chose);
+  ``generator_variant`` (which weights model selection chose), and for a fine-tune the
+  parent's identity (``parent_model``, ``init_from``, ``parent_name``, ``parent_version``,
+  ``parent_run_id``, ``parent_generator_sha256``...: ``atelier.tracking.parent_tags``);
+- from ``training_state``: ``training_state_sha256`` (what a fine-tune of this run checks
+  the downloaded artifact against);
 - from ``metrics``: ``inception_weights_sha256`` and, for anything but pytorch-fid's
   official file, ``inception_weights_warning``;
 - the whole resolved configuration as the artifact ``config/parameters.json``;
@@ -35,7 +39,8 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import DatasetError
 
 from atelier.core.storage import state_dict_sha256
-from atelier.tracking import REPRODUCES_ENV, lineage_tags, log_image_datasets
+from atelier.tracking import REPRODUCES_ENV, lineage_tags, log_image_datasets, parent_tags
+from atelier.tracking.parents import TRAINING_STATE_TAG
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +96,10 @@ class LineageHook:
             mlflow.set_tags({"generator_sha256": state_dict_sha256(data.state_dict),
                              "training_device": data.training_device,
                              "generator_step": str(data.step),
-                             "generator_variant": data.variant})
+                             "generator_variant": data.variant,
+                             **parent_tags(data.parent)})
+        elif dataset_name == "training_state":
+            mlflow.set_tag(TRAINING_STATE_TAG, data.sha256())
         elif dataset_name == "metrics":
             # A stand-in Inception network must never pass for the real one in the UI.
             mlflow.set_tag("inception_weights_sha256", data.get("inception_weights_sha256", ""))

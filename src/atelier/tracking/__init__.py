@@ -11,6 +11,8 @@ exported here; the catalog names the datasets; ``settings.py`` registers the hoo
 - :mod:`~atelier.tracking.registry`: the pyfunc model's logging and registration, and the
   registry (``ModelRegistry``: the champion to score side by side). The catalog types
   that hand these to nodes are ``atelier.datasets``'.
+- :mod:`~atelier.tracking.parents`: the model a fine-tune starts from
+  (``training.init_from``, ``ModelRegistry.parent``) and its lineage tags.
 - :mod:`~atelier.tracking.promotion`: the side-by-side promotion rule under a server lock.
 - :mod:`~atelier.tracking.model`: the pyfunc model that serves a generator.
 - :mod:`~atelier.tracking.reproduce`: ``python -m atelier.reproduce RUN_ID``.
@@ -27,6 +29,7 @@ exported here; the catalog names the datasets; ``settings.py`` registers the hoo
 
 from atelier.tracking.datasets import log_image_datasets
 from atelier.tracking.lineage import LINEAGE_TAGS, dvc_versions, git_state, lineage_tags
+from atelier.tracking.parents import fine_tuned_from, parent_tags, resolve_parent
 from atelier.tracking.promotion import verdict
 from atelier.tracking.registry import (
     ModelRegistry,
@@ -51,9 +54,12 @@ __all__ = [
     "connect_registry",
     "dvc_versions",
     "ensure_experiment",
+    "fine_tuned_from",
     "git_state",
     "lineage_tags",
     "log_image_datasets",
+    "parent_tags",
     "register_generator_version",
+    "resolve_parent",
     "verdict",
 ]

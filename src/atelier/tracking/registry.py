@@ -26,10 +26,12 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 from atelier.core.generate import class_names_of
 from atelier.core.metrics import SCORE_NAMES
 from atelier.core.models import GeneratorCheckpoint
+from atelier.core.training.parent import ParentModel
 from atelier.tracking.datasets import run_dataset
 from atelier.tracking.lineage import lineage_tags
 from atelier.tracking.model import GENERATOR_ARTIFACT, OUTPUT_FORMATS, GeneratorModel
 from atelier.tracking.model_code import model_requirements, stage_model_code
+from atelier.tracking.parents import fine_tuned_from, parent_tags, resolve_parent
 from atelier.tracking.promotion import (
     CHAMPION,
     PromotionDecision,
@@ -107,7 +109,8 @@ def register_generator_version(generator: GeneratorCheckpoint, metrics: dict, li
     latents are logged to the run under ``onnx/`` first (their ``runs:/`` URIs are tagged on
     the version as ``onnx_uri`` and ``onnx_latents_uri``). Returns the registration record:
     model name, version, run id, model URI, the ONNX URIs, lineage, the decision and its
-    reason (also tagged on the run).
+    reason (also tagged on the run), and for a fine-tune ``parent`` (the parent's identity,
+    also tagged on the version: :func:`~atelier.tracking.parents.parent_tags`).
     """
     run = mlflow.active_run()
     if run is None:
@@ -132,6 +135,7 @@ def register_generator_version(generator: GeneratorCheckpoint, metrics: dict, li
         "generator_variant": generator.variant,
         **onnx,
         **lineage,
+        **parent_tags(generator.parent),
     }
     if metrics.get("inception_weights_warning"):
         version_tags["inception_weights_warning"] = metrics["inception_weights_warning"]
@@ -148,7 +152,8 @@ def register_generator_version(generator: GeneratorCheckpoint, metrics: dict, li
                      "registration.promoted": str(decision.promote).lower(),
                      "registration.reason": decision.reason})
     return {**decision_record(model_name, version, decision), "run_id": run.info.run_id,
-            "model_uri": f"models:/{model_name}/{version}", **onnx, **lineage}
+            "model_uri": f"models:/{model_name}/{version}", **onnx, **lineage,
+            **({"parent": dict(generator.parent)} if generator.parent else {})}
 
 
 def _log_onnx(generator: GeneratorCheckpoint) -> dict[str, str]:
@@ -194,7 +199,7 @@ def version_description(metrics: dict, lineage: dict[str, str], generator: Gener
                         decision: PromotionDecision, run: RunInfo) -> str:
     """The registered version's description, in markdown: a one-line summary (the decision,
     FID, KID and IS, labelled STAND-IN unless scored with the official Inception weights), the
-    decision's reason, the data version, which weights, and a link to the run's model card;
+    decision's reason, the data version, which weights, the parent of a fine-tune, and a link to the run's model card;
     the Inception weights' warning, if any, last."""
     verdict = decision_verdict(decision)
     warning = metrics.get("inception_weights_warning")
@@ -210,6 +215,7 @@ def version_description(metrics: dict, lineage: dict[str, str], generator: Gener
         f"- decision: {decision.reason}",
         f"- data version: `{lineage.get('data_version', 'unknown')}`",
         f"- weights: {generator.variant} generator of step {generator.step}",
+        *([f"- {fine_tuned_from(generator.parent)}"] if generator.parent else []),
         f"- model card: [{MODEL_CARD_ARTIFACT}]({card}) "
         f"(`runs:/{run.run_id}/{MODEL_CARD_ARTIFACT}`)",
     ]
@@ -250,6 +256,13 @@ class ModelRegistry:
         except MlflowException:
             return None
         return self.version(model_name, version)
+
+    def parent(self, init_from: str | None) -> ParentModel:
+        """The model ``training.init_from`` names (``ParentModel.none()`` for None: train from
+        scratch), resolved in this store (:func:`atelier.tracking.parents.resolve_parent`)."""
+        if init_from is None:
+            return ParentModel.none()
+        return resolve_parent(init_from, self._client)
 
     def version(self, model_name: str, version: str) -> RegisteredGenerator:
         """Registered ``version`` of ``model_name`` and its generator."""

@@ -7,7 +7,11 @@ recorded (tags ``git_commit``, ``git_dirty``, ``data_hash``, ``data_version``
 and the artifact ``manifest.parquet``). If anything differs it prints exactly what, and
 the commands that get there (``git checkout``, ``dvc checkout``), and exits with status 2.
 
-When code and data match, it re-runs ``data_ingestion``, ``preprocessing``, ``training``
+A fine-tuned run also needs its parent: the very training state it started from
+(``parent_training_state_sha256``), fetched from the parent's run whatever its alias
+points at now; when that run or its artifact is gone it says so and exits with status 2.
+
+When code, data (and parent) match, it re-runs ``data_ingestion``, ``preprocessing``, ``training``
 and ``evaluation`` (not registration) with the run's recorded parameters (the artifact
 ``config/parameters.json``), training from scratch into a temporary checkpoint folder,
 and compares:
@@ -17,7 +21,8 @@ and compares:
 - the metrics (``fid``, ``inception_score``, ``kid``): equal on the CPU; on a GPU, within
   ``--rel-tolerance`` (printed).
 
-Exit status: 0 reproduced, 1 results differ, 2 code or data differ (nothing was run).
+Exit status: 0 reproduced, 1 results differ, 2 code, data or parent differ (nothing was
+run).
 """
 
 from __future__ import annotations
@@ -37,10 +42,12 @@ import pandas as pd
 import yaml
 from mlflow.tracking import MlflowClient
 
+from atelier.core.errors import ParentModelError
 from atelier.core.metrics import SCORE_NAMES
 from atelier.core.models import GeneratorCheckpoint
 from atelier.core.storage import state_dict_sha256
 from atelier.tracking.lineage import dvc_data_version, folder_files, git_state
+from atelier.tracking.parents import resolve_parent
 from atelier.tracking.store import configured_store
 
 # Set by ``python -m atelier.reproduce`` for the run it starts (the lineage hook tags it).
@@ -125,6 +132,33 @@ def compare_data(project: Path, run_id: str, tags: dict[str, str], params: dict,
             drift.commands.append(f"restore {source} to the files listed in the run's manifest.parquet")
 
 
+def compare_parent(tags: dict[str, str], params: dict, client: MlflowClient, drift: Drift) -> None:
+    """A fine-tuned run: fetch the very parent it started from (by its run, checked against
+    the recorded ``parent_training_state_sha256``, whatever the alias it named points at
+    now) and pin ``training.init_from`` to it for the re-run; record in ``drift`` when that
+    parent is gone or changed."""
+    recorded = tags.get("parent_training_state_sha256")
+    if not recorded:
+        return
+    what = tags.get("parent_model", "the parent")
+    source = f"runs:/{tags['parent_run_id']}" if tags.get("parent_run_id") else tags.get("init_from", "")
+    try:
+        parent = resolve_parent(source, client)
+    except ParentModelError as error:
+        drift.differences.append(f"parent: {what}, which the run was fine-tuned from, is gone: "
+                                 f"{error}")
+        drift.commands.append("restore the parent's run and its training_state.pt artifact "
+                              "(or its file), or reproduce the parent's own run first")
+        return
+    found = parent.identity["training_state_sha256"]
+    if found != recorded:
+        drift.differences.append(f"parent: {source} now holds training state {found[:12]}, the "
+                                 f"run started from {recorded[:12]}")
+        return
+    params.setdefault("training", {})["init_from"] = source
+    print(f"Parent: {what} ({source}), training state {found[:12]} as recorded.")
+
+
 def rerun(project: Path, run_id: str, params: dict, python: str) -> subprocess.CompletedProcess:
     """Run the pipelines again with ``params`` (a fresh checkpoint folder) in ``project``."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -191,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     drift = Drift()
     compare_code(project, tags, drift)
     compare_data(project, args.run_id, tags, params, client, drift)
+    compare_parent(tags, params, client, drift)
     if drift:
         print(f"The working tree does not match run {args.run_id}:")
         for line in drift.differences:

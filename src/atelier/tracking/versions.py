@@ -20,6 +20,7 @@ from torch import nn
 
 from atelier.core.generate import class_names_of
 from atelier.core.models import GeneratorCheckpoint, load_generator
+from atelier.tracking.parents import fine_tuned_from
 from atelier.tracking.registry import ModelRegistry
 
 # Shown first in the version list, in this order; other aliases follow alphabetically.
@@ -103,7 +104,8 @@ class RegisteredVersions:
             return self._loaded[version]
 
     def describe(self, loaded: LoadedVersion) -> str:
-        """A Markdown line about ``loaded``: version, aliases, architecture, scores."""
+        """A Markdown line about ``loaded``: version, aliases, architecture, the parent of a
+        fine-tune, scores."""
         aliases = sorted(alias for alias, version in
                          (self._client.get_registered_model(self.model_name).aliases or {}).items()
                          if str(version) == loaded.version)
@@ -116,6 +118,8 @@ class RegisteredVersions:
                  f"step {loaded.checkpoint.step} ({loaded.checkpoint.variant})"]
         if loaded.class_names:
             parts.append(f"{len(loaded.class_names)} classes")
+        if loaded.checkpoint.parent:  # a fine-tune: what it started from
+            parts.append(fine_tuned_from(loaded.checkpoint.parent))
         parts += [f"{key} {float(loaded.tags[key]):.3g}" for key in SCORE_TAGS
                   if key in loaded.tags]
         if loaded.tags.get("inception_weights_warning"):

@@ -66,7 +66,8 @@ def test_selection_never_sees_the_validation_images_or_seeds_the_run_reports(
 
     phase["name"] = "selection"
     seen["selection"] = {"images": set(), "seeds": set()}
-    generator, _, _ = train_generator(primary, training, evaluation, training_reporter=None)
+    generator, _, _, _ = train_generator(primary, None, training, evaluation,
+                                         training_reporter=None)
     phase["name"] = "evaluation"
     seen["evaluation"] = {"images": set(), "seeds": set()}
     metrics = evaluate_generator(generator, {"version": None}, primary, evaluation)

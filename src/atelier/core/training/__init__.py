@@ -8,6 +8,8 @@
   deterministic kernels, SIGTERM / SIGINT handling.
 - ``checkpoints``: atomic checkpoint files, pruning, and the checkpoint a run resumes.
 - ``distributed``: :func:`launch_training`, several processes on this machine.
+- ``parent``: fine-tuning: :class:`TrainingState` (what every run keeps so a later run can
+  start from it), :class:`ParentModel`, :func:`check_parent` and FreezeD.
 - ``cli``: :func:`main`, the command line of ``python -m atelier.core.training``.
 
 ``train_gan`` runs in one process, or in each process of a ``torch.distributed`` group
@@ -36,13 +38,25 @@ from atelier.core.training.cli import main
 from atelier.core.training.config import WEIGHT_PARAMETERS, TrainingConfig
 from atelier.core.training.distributed import launch_training
 from atelier.core.training.loop import Report, TrainingResult, train_gan
+from atelier.core.training.parent import (
+    ParentModel,
+    TrainingState,
+    check_parent,
+    describe_parent,
+    merged_class_names,
+)
 
 __all__ = [
     "WEIGHT_PARAMETERS",
+    "ParentModel",
     "Report",
     "TrainingConfig",
     "TrainingResult",
+    "TrainingState",
+    "check_parent",
+    "describe_parent",
     "launch_training",
     "main",
+    "merged_class_names",
     "train_gan",
 ]

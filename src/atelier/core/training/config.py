@@ -59,6 +59,10 @@ class TrainingConfig:
     r1_gamma: float = _shapes_weights()
     r1_every: int = _shapes_weights()
     conditional: bool = _shapes_weights()
+    # The model a fine-tune starts from (None: from scratch). The checkpoint key names the
+    # parent by the sha256 of its training state, not by this string (an alias moves).
+    init_from: str | None
+    freeze_d_layers: int = _shapes_weights()
     eval_every: int
     eval_samples: int
     select_by: str
@@ -91,7 +95,8 @@ class TrainingConfig:
                                  "grid of a run, during training and after it, has "
                                  "evaluation.grid_size images; set that instead.")
         values = typed_fields("training", {**params, "grid_size": grid_size}, cls,
-                              "conf/base/parameters_training.yml")
+                              "conf/base/parameters_training.yml",
+                              special={"init_from": _model_reference})
         config = cls(**values)
         config._validate()
         return config
@@ -100,11 +105,13 @@ class TrainingConfig:
         return dataclasses.asdict(self)
 
     def checkpoint_key(self, data_hash: str, resolution: int, channels: int,
-                       num_classes: int) -> str:
-        """16 hex digits naming the data and every setting that shapes the weights: the
-        checkpoint folder's name (``<checkpoint_dir>/<key>/``)."""
+                       num_classes: int, parent: str | None = None) -> str:
+        """16 hex digits naming the data, every setting that shapes the weights and the
+        parent a fine-tune starts from (``parent``: its training state's sha256): the
+        checkpoint folder's name (``<checkpoint_dir>/<key>/``). A fine-tune and a run from
+        scratch, or fine-tunes of two parents, never resume each other."""
         shaping = {"data_hash": data_hash, "resolution": resolution, "channels": channels,
-                   "num_classes": num_classes,
+                   "num_classes": num_classes, **({"parent": parent} if parent else {}),
                    **{name: getattr(self, name) for name in WEIGHT_PARAMETERS}}
         return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -117,7 +124,8 @@ class TrainingConfig:
                      "eval_samples"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("seed", "sample_every", "checkpoint_every", "eval_every", "ema_kimg",
+        for name in ("seed", "freeze_d_layers", "sample_every", "checkpoint_every", "eval_every",
+                     "ema_kimg",
                      "ema_rampup", "r1_gamma"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be 0 or more, got {getattr(self, name)}")
@@ -127,6 +135,10 @@ class TrainingConfig:
             problems.append(f"ada_target must be in (0, 1) (StyleGAN2-ADA: 0.6), got {self.ada_target}")
         if not self.ada_kimg > 0:
             problems.append(f"ada_kimg must be positive, got {self.ada_kimg}")
+        if self.freeze_d_layers and not self.init_from:
+            problems.append(f"freeze_d_layers is {self.freeze_d_layers} but init_from is null: "
+                            "FreezeD keeps a parent's first discriminator blocks, and a run "
+                            "from scratch has none to keep (set init_from, or 0)")
         if self.ada and parse_policy_or_none(self.augment) == ():
             problems.append("ada is on but augment is none: adaptive augmentation steers the "
                             "strength of training.augment's transforms; name some (e.g. "
@@ -160,6 +172,16 @@ class TrainingConfig:
             problems.append(str(error).rstrip("."))
         if problems:
             raise ValueError("Invalid training parameters: " + "; ".join(problems) + ".")
+
+
+def _model_reference(key: str, value: Any) -> str | None:
+    """``training.init_from``: None (null, empty) or a non-empty string."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none")):
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{key} must be null, a model URI (models:/NAME@ALIAS, "
+                         f"models:/NAME/VERSION, runs:/RUN_ID) or a file path, got {value!r}.")
+    return value.strip()
 
 
 def parse_policy_or_none(policy: str) -> tuple[str, ...] | None:

@@ -17,6 +17,7 @@ import torch.distributed as dist
 
 from atelier.core.training.config import TrainingConfig
 from atelier.core.training.loop import Report, TrainingResult, train_gan
+from atelier.core.training.parent import TrainingState
 from atelier.core.training.selection import Scorer
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,8 @@ log = logging.getLogger(__name__)
 
 def launch_training(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
                     report: Report | None = None, labels: torch.Tensor | None = None,
-                    scorer: Scorer | None = None) -> TrainingResult:
+                    scorer: Scorer | None = None,
+                    parent: TrainingState | None = None) -> TrainingResult:
     """Run ``train_gan`` in ``config.devices`` processes on this machine and return rank 0's result.
 
     The calling process is rank 0 (so ``report`` and ``scorer`` run here); ranks 1.. are
@@ -33,7 +35,7 @@ def launch_training(images: torch.Tensor, config: TrainingConfig, *, data_hash: 
     """
     if config.devices == 1 or dist.is_initialized():
         return train_gan(images, config, data_hash=data_hash, report=report, labels=labels,
-                         scorer=scorer)
+                         scorer=scorer, parent=parent)
     backend = distributed_backend(config.device)
     if backend == "nccl" and torch.cuda.device_count() < config.devices:
         raise RuntimeError(f"training.devices is {config.devices} but only "
@@ -43,7 +45,7 @@ def launch_training(images: torch.Tensor, config: TrainingConfig, *, data_hash: 
     workers = [
         context.Process(target=_spawned_rank, daemon=True,
                         args=(rank, config.devices, port, backend, images, labels, config,
-                              data_hash))
+                              data_hash, parent))
         for rank in range(1, config.devices)
     ]
     for worker in workers:
@@ -52,7 +54,7 @@ def launch_training(images: torch.Tensor, config: TrainingConfig, *, data_hash: 
     try:
         _join_group(0, config.devices, port, backend)
         return train_gan(images, config, data_hash=data_hash, report=report, labels=labels,
-                         scorer=scorer)
+                         scorer=scorer, parent=parent)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -67,11 +69,12 @@ def launch_training(images: torch.Tensor, config: TrainingConfig, *, data_hash: 
 
 
 def _spawned_rank(rank: int, world_size: int, port: int, backend: str, images: torch.Tensor,
-                  labels: torch.Tensor | None, config: TrainingConfig, data_hash: str) -> None:
+                  labels: torch.Tensor | None, config: TrainingConfig, data_hash: str,
+                  parent: TrainingState | None) -> None:
     logging.basicConfig(level=logging.INFO)
     _join_group(rank, world_size, port, backend)
     try:
-        train_gan(images, config, data_hash=data_hash, labels=labels)
+        train_gan(images, config, data_hash=data_hash, labels=labels, parent=parent)
     finally:
         dist.destroy_process_group()
 

@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from atelier.core.ada import AdaptiveAugment
+from atelier.core.generate import generate_images
 from atelier.core.layers import parameter_count
 from atelier.core.models import (
     Generator,
@@ -38,6 +39,11 @@ from atelier.core.training.checkpoints import (
     save_checkpoint,
 )
 from atelier.core.training.config import TrainingConfig
+from atelier.core.training.parent import (
+    TrainingState,
+    freeze_discriminator_blocks,
+    load_parent_weights,
+)
 from atelier.core.training.progress import (
     IntervalLosses,
     end_interval,
@@ -99,7 +105,11 @@ class TrainingResult:
     device: str  # where rank 0 trained, e.g. "cpu" or "cuda:0"
     variant: str = "ema"
     scores: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    augment_p: float | None = None  # adaptive augmentation's strength at the end, when on
+    augment_p: float | None = None  # adaptive augmentation's strength at that step, when on
+    # The discriminator of the selected step (of the last step without model selection)
+    # and its construction: what a fine-tune of this run starts from (``training_state``).
+    discriminator_config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    discriminator_state: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
 
     @property
     def checkpoint(self) -> GeneratorCheckpoint:
@@ -108,35 +118,52 @@ class TrainingResult:
             self.generator, training_device=self.device, step=self.step, variant=self.variant
         )
 
+    def training_state(self, checkpoint: GeneratorCheckpoint | None = None) -> TrainingState:
+        """What a fine-tune of this run starts from: ``checkpoint`` (default
+        :attr:`checkpoint`; the pipeline passes the one it registers, with class names and
+        parent), the discriminator of the same step and the augmentation strength."""
+        return TrainingState(checkpoint or self.checkpoint, dict(self.discriminator_config),
+                             dict(self.discriminator_state), self.augment_p)
+
 
 def train_gan(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
               report: Report | None = None, labels: torch.Tensor | None = None,
-              scorer: Scorer | None = None) -> TrainingResult:
+              scorer: Scorer | None = None, parent: TrainingState | None = None) -> TrainingResult:
     """Train a GAN (``config.architecture``) on ``images`` (uint8 ``N x C x H x W``, training
     rows only). ``data_hash`` and the weight-shaping parameters name the checkpoint folder
     (resumed when ``config.resume`` is ``auto``). ``labels`` (int64 N) are needed when
     ``config.conditional``; ``scorer`` scores generators every ``config.eval_every`` steps
-    (:mod:`.selection`). Under ``torch.distributed`` each rank trains on its shard; only rank
-    0 reports and saves."""
+    (:mod:`.selection`). ``parent`` (a fine-tune, :mod:`.parent`) gives the starting
+    weights, checked by the caller with :func:`~.parent.check_parent`; its classes come
+    first in ``labels``' numbering. Under ``torch.distributed`` each rank trains on its
+    shard; only rank 0 reports and saves."""
     # ---------------------------------------------------------------- set up
     rank, world_size, num_classes = _check_inputs(images, labels, config, scorer)
+    if parent is not None and num_classes:  # the parent's classes the new images lack stay
+        num_classes = max(num_classes, int(parent.generator.config.get("num_classes", 0)))
     device = choose_training_device(config.device, rank)
     autocast = autocast_context(device, amp_dtype := autocast_dtype(config.precision, device))  # bf16/fp16
     memory_format = choose_memory_format(config.channels_last, device)
     _, channels, resolution, _ = images.shape
-    checkpoint_dir = Path(config.checkpoint_dir) / config.checkpoint_key(data_hash, resolution, channels, num_classes)
+    checkpoint_dir = Path(config.checkpoint_dir) / config.checkpoint_key(
+        data_hash, resolution, channels, num_classes, parent=parent.sha256() if parent else None)
     models = _build_models(config, resolution, channels, num_classes, device, memory_format, world_size)
+    _start_from(parent, models, config)
     optimizers = _build_optimizers(models, config, device, amp_dtype)
     (generator, discriminator, generator_ema), (optimizer_g, optimizer_d, scaler_g, scaler_d) = models, optimizers
     selection = ModelSelection(scorer if rank == 0 else None, config.eval_every, config.select_by,
                                config.eval_samples)
-    ada = AdaptiveAugment(config.ada_target, config.ada_kimg, p=config.augment_p) if config.ada else None
+    start_p = parent.augment_p if parent is not None and parent.augment_p is not None else config.augment_p
+    ada = AdaptiveAugment(config.ada_target, config.ada_kimg, p=start_p) if config.ada else None
     start_step, history, resumed_from = _resume(checkpoint_dir, config, rank, models, optimizers, selection, ada)
     batches = Batches(images, labels if num_classes else None, rank, world_size, device, config, memory_format)
     _connect(models, batches, ada, config)
     log_start(images, num_classes, device, len(batches), amp_dtype, config)
     g_train, d_train, d_frozen = _wrap_for_training(models, config.compile, device, world_size)
     ema = MovingAverage(generator_ema, generator, config.ema_kimg, config.ema_rampup, config.batch_size)
+    if parent is not None and start_step == 0 and rank == 0 and report is not None:
+        # The start of a fine-tune, in the run's sample series at step 0: the parent's images.
+        report(0, {}, samples=start_samples(generator_ema, config, device, num_classes))
     losses, progress = IntervalLosses(device, config.batch_size), _progress_bar(config, start_step, rank)
 
     last_good_checkpoint = resumed_from
@@ -172,7 +199,8 @@ def train_gan(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
                     report(step, metrics, samples=samples(generator_ema, step, config, device, num_classes))
             # ---------------------------------------------------------------- model selection
             if selection.due(step, config.max_steps):
-                scores = selection.score(step, {"ema": generator_ema, "raw": generator})
+                scores = selection.score(step, {"ema": generator_ema, "raw": generator},
+                                         discriminator, None if ada is None else ada.p)
                 if report is not None:
                     report(step, scores)
             # ---------------------------------------------------------------- checkpoint
@@ -188,7 +216,7 @@ def train_gan(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
             if log_step:
                 losses.restart_clock()  # images/s leaves out logging, scoring and saving
     progress.close()
-    return _result(generator_ema, selection, history, config.max_steps, resumed_from, device, ada)
+    return _result(models, selection, history, config, resumed_from, device, ada)
 
 
 # ------------------------------------------------------------------------- set up
@@ -265,8 +293,9 @@ def _build_optimizers(models: _Models, config: TrainingConfig, device: torch.dev
     betas = (config.beta1, config.beta2)
     optimizer_g = torch.optim.Adam(models.generator.parameters(), lr=config.lr_g, betas=betas,
                                    fused=fused)
-    optimizer_d = torch.optim.Adam(models.discriminator.parameters(), lr=config.lr_d,
-                                   betas=betas, fused=fused)
+    # FreezeD's frozen blocks (training.freeze_d_layers) are left out of D's optimiser.
+    trainable_d = [p for p in models.discriminator.parameters() if p.requires_grad]
+    optimizer_d = torch.optim.Adam(trainable_d, lr=config.lr_d, betas=betas, fused=fused)
     # fp16 needs loss scaling; one scaler per optimizer, so an overflow in D's backward does
     # not skip G's step. Disabled (a no-op) for bf16 and fp32.
     scaler_g = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
@@ -347,28 +376,70 @@ def _progress_bar(config: TrainingConfig, start_step: int, rank: int) -> tqdm:
 
 @contextlib.contextmanager
 def _frozen(module: nn.Module) -> Iterator[None]:
+    """No gradients into ``module``'s weights inside; afterwards each weight trains as it
+    did before (FreezeD's frozen blocks stay frozen)."""
+    trainable = [parameter for parameter in module.parameters() if parameter.requires_grad]
     module.requires_grad_(False)
     try:
         yield
     finally:
-        module.requires_grad_(True)
+        for parameter in trainable:
+            parameter.requires_grad_(True)
 
 
-def _result(generator_ema: Generator, selection: ModelSelection, history: list[dict[str, float]],
-            last_step: int, resumed_from: Path | None, device: torch.device,
+def _start_from(parent: TrainingState | None, models: _Models, config: TrainingConfig) -> None:
+    """A fine-tune: the parent's weights into the fresh networks (a checkpoint of this
+    fine-tune, if one is resumed, replaces them after), then FreezeD's frozen blocks."""
+    if parent is None:
+        return
+    load_parent_weights(parent, models.generator, models.discriminator, models.generator_ema)
+    frozen = freeze_discriminator_blocks(models.discriminator, config.freeze_d_layers)
+    log.info("Fine-tuning from the parent's networks (training state %s)%s.", parent.sha256()[:12],
+             f"; the first {config.freeze_d_layers} discriminator blocks frozen "
+             f"({sum(p.numel() for p in frozen):,} parameters)" if frozen else "")
+
+
+def start_samples(generator_ema: Generator, config: TrainingConfig, device: torch.device,
+                  num_classes: int) -> torch.Tensor | None:
+    """The sample grid's images before the first step (seeds ``0..grid_size-1``; classes in
+    turn), as the networks start, without recomputing any batch-norm statistics."""
+    if not config.sample_every:
+        return None
+    seeds = list(range(config.grid_size))
+    labels = [seed % num_classes for seed in seeds] if num_classes else None
+    return generate_images(generator_ema, seeds, device=device, labels=labels)
+
+
+def _result(models: _Models, selection: ModelSelection, history: list[dict[str, float]],
+            config: TrainingConfig, resumed_from: Path | None, device: torch.device,
             ada: AdaptiveAugment | None) -> TrainingResult:
-    """The best scored generator when model selection ran, else the last EMA generator."""
-    generator = copy.deepcopy(generator_ema).cpu().to(memory_format=torch.contiguous_format)
-    step, variant = last_step, "ema"
+    """The best scored generator when model selection ran, else the last EMA generator;
+    with it, the discriminator (and augmentation strength) of the same step."""
+    generator = copy.deepcopy(models.generator_ema).cpu().to(memory_format=torch.contiguous_format)
+    step, variant = config.max_steps, "ema"
+    discriminator_state = _cpu_state(models.discriminator)
+    augment_p = None if ada is None else ada.p
     if selection.best is None:
         recalibrate_batchnorm(generator)  # statistics of the averaged weights, not the raw ones
     else:  # the best copy holds the statistics it was scored with
         generator.load_state_dict(selection.best["state_dict"])
         step, variant = selection.best["step"], selection.best["variant"]
+        # Checkpoints written before selection kept the discriminator lack it: the last one.
+        discriminator_state = selection.best.get("discriminator_state") or discriminator_state
+        augment_p = selection.best.get("augment_p", augment_p)
         log.info("Selected the %s generator of step %d (%s %.5g): the best of %d evaluations.",
                  variant, step, selection.select_by, selection.best["score"], len(selection.scores))
+    discriminator_config = {"architecture": config.architecture, "d_width": config.d_width,
+                            "spectral_norm": config.spectral_norm,
+                            "num_classes": int(getattr(models.discriminator, "num_classes", 0))}
     return TrainingResult(generator.eval(), history, step, resumed_from, str(device), variant,
-                          list(selection.scores), None if ada is None else ada.p)
+                          list(selection.scores), augment_p, discriminator_config,
+                          discriminator_state)
+
+
+def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {key: value.detach().cpu().clone().contiguous()
+            for key, value in module.state_dict().items()}
 
 
 def _checkpoint(directory: Path, step: int, models: _Models, optimizers: _Optimizers,

@@ -53,10 +53,14 @@ class ModelSelection:
         return self.scorer is not None and (step % self.eval_every == 0 or step == max_steps)
 
     @torch.no_grad()
-    def score(self, step: int, generators: dict[str, nn.Module]) -> dict[str, float]:
+    def score(self, step: int, generators: dict[str, nn.Module],
+              discriminator: nn.Module | None = None,
+              augment_p: float | None = None) -> dict[str, float]:
         """Score each generator (``{"ema": ..., "raw": ...}``); keep the best; return the
         scores as ``eval_<metric>_<variant>`` metrics for the report. The EMA's batch-norm
-        statistics are recomputed for its averaged weights first."""
+        statistics are recomputed for its averaged weights first. The best keeps, with its
+        weights, this step's ``discriminator`` weights and augmentation strength: what a
+        fine-tune of the selected generator starts from (``TrainingResult.training_state``)."""
         reported = {}
         for variant, generator in generators.items():
             if variant == "ema":
@@ -69,6 +73,12 @@ class ModelSelection:
                 state = {key: tensor.detach().cpu().clone()
                          for key, tensor in generator.state_dict().items()}
                 self.best = {"step": step, "variant": variant, "score": value, "state_dict": state}
+                if discriminator is not None:
+                    self.best["discriminator_state"] = {
+                        key: tensor.detach().cpu().clone().contiguous()
+                        for key, tensor in discriminator.state_dict().items()}
+                if augment_p is not None:
+                    self.best["augment_p"] = float(augment_p)
         log.info("step %d: %s; best so far: %s %s at step %d (%s %.5g)", step,
                  ", ".join(f"{key} {value:.5g}" for key, value in reported.items()),
                  self.best["variant"], "generator", self.best["step"], self.select_by,

@@ -14,7 +14,7 @@ from atelier.core.metrics import (
     score_beside,
 )
 from atelier.core.models import GeneratorCheckpoint, load_generator
-from atelier.tracking import register_generator_version, verdict
+from atelier.tracking import fine_tuned_from, register_generator_version, verdict
 
 
 def register_generator(generator: GeneratorCheckpoint, metrics: dict, lineage: dict,
@@ -67,6 +67,7 @@ def write_model_card(
         f"- run: `{record['run_id']}`  ",
         f"- git commit: `{record.get('git_commit', 'unknown')}`  ",
         f"- data version: `{record.get('data_version', 'unknown')}`  ",
+        *([f"- {fine_tuned_from(record['parent'])}  "] if record.get("parent") else []),
         f"- load it: `mlflow.pyfunc.load_model(\"{record['model_uri']}\")`",
         *_onnx_lines(record),
         "",

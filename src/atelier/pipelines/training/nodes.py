@@ -6,23 +6,45 @@ The loop itself (AMP, EMA, checkpoints, resume, DDP) is :func:`atelier.core.trai
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display on training machines
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd
+import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
 from atelier.core.generate import draw_sample_grid
 from atelier.core.metrics import EvaluationConfig, GeneratorScorer
 from atelier.core.models import GeneratorCheckpoint
-from atelier.core.training import Report, TrainingConfig, launch_training
+from atelier.core.training import (
+    ParentModel,
+    Report,
+    TrainingConfig,
+    TrainingState,
+    check_parent,
+    launch_training,
+    merged_class_names,
+)
+
+logger = logging.getLogger(__name__)
 
 
-def train_generator(primary_images: dict, training: dict, evaluation: dict,
-                    training_reporter: Report) -> tuple[GeneratorCheckpoint, Image.Image, pd.DataFrame]:
+def fetch_parent_model(training: dict, model_registry) -> ParentModel:
+    """The model ``training.init_from`` names (``ParentModel.none()``: from scratch), from
+    the catalog's ``model_registry`` (:meth:`atelier.tracking.ModelRegistry.parent`): a
+    registered version by alias or number, a run, or a file. It has no data inputs, so it
+    runs first and a parent that is missing stops the run before any work."""
+    config = TrainingConfig.from_params(training)
+    return model_registry.parent(config.init_from)
+
+
+def train_generator(primary_images: dict, parent_model: ParentModel | None, training: dict,
+                    evaluation: dict, training_reporter: Report,
+                    ) -> tuple[GeneratorCheckpoint, TrainingState, Image.Image, pd.DataFrame]:
     """Train the GAN on the training rows of ``primary_images``; keep the best generator.
 
     Args:
@@ -30,6 +52,10 @@ def train_generator(primary_images: dict, training: dict, evaluation: dict,
             ``data_hash``, and for conditional training ``class_indices`` (int64 N,
             positions in ``class_names``) and ``class_names``; the resolution and channels
             are the tensor's.
+        parent_model: The model a fine-tune starts from (``training.init_from``), else
+            ``ParentModel.none()`` or None;
+            checked against this run's networks and classes before any training
+            (:func:`~atelier.core.training.check_parent`).
         training: ``params:training``.
         evaluation: ``params:evaluation``: ``grid_size`` sizes the sample grids; with
             ``training.eval_every`` on, the EMA and the raw generator are scored with its Inception weights and ``fid_dims`` against
@@ -42,8 +68,9 @@ def train_generator(primary_images: dict, training: dict, evaluation: dict,
 
     Returns:
         The selected ``generator`` (a :class:`~atelier.core.models.GeneratorCheckpoint`
-        recording its step and variant, and for conditional training its ``class_names``),
-        a grid of its samples from seeds ``0..evaluation.grid_size-1`` (one row per class for
+        recording its step and variant, for conditional training its ``class_names``, and
+        for a fine-tune its ``parent``), the ``training_state`` a later fine-tune of this
+        run starts from (:class:`~atelier.core.training.TrainingState`), a grid of its samples from seeds ``0..evaluation.grid_size-1`` (one row per class for
         a conditional generator, see :func:`~atelier.core.generate.draw_sample_grid`), and
         the loss history (step, loss_d, loss_g, images_per_sec, and with ``training.ada``
         the adaptive augmentation's strength ``augment_p``).
@@ -57,21 +84,37 @@ def train_generator(primary_images: dict, training: dict, evaluation: dict,
     config = TrainingConfig.from_params(training, grid_size=evaluation_config.grid_size)
     if config.conditional:
         check_classes(primary_images)
+    images = primary_images["images"]
     train_rows = ~primary_images["is_val"]
     class_indices = primary_images.get("class_indices")
-    scorer = GeneratorScorer.for_selection(
-        evaluation_config, primary_images["images"][train_rows],
-        config.eval_samples) if config.eval_every else None
-    result = launch_training(
-        primary_images["images"][train_rows], config, data_hash=primary_images["data_hash"],
-        report=training_reporter, scorer=scorer,
-        labels=None if class_indices is None else class_indices[train_rows])
-    grid = draw_sample_grid(result.generator, range(config.grid_size))
     class_names = tuple(primary_images.get("class_names", ())) if config.conditional else ()
-    checkpoint = dataclasses.replace(result.checkpoint, class_names=class_names)
+    if not parent_model:
+        parent_model = None
+    else:
+        check_parent(parent_model.state, architecture=config.architecture,
+                     resolution=images.shape[-1], channels=images.shape[1],
+                     latent_dim=config.latent_dim, g_width=config.g_width,
+                     d_width=config.d_width, spectral_norm=config.spectral_norm,
+                     conditional=config.conditional)
+        if config.conditional:  # the parent's classes first (their rows), then new ones
+            merged = merged_class_names(parent_model.state.generator, class_names)
+            position = torch.tensor([merged.index(name) for name in class_names])
+            class_indices, class_names = position[class_indices], merged
+        logger.info("Fine-tuning %s (%s).", parent_model.describe(), parent_model.identity["source"])
+    scorer = GeneratorScorer.for_selection(
+        evaluation_config, images[train_rows], config.eval_samples) if config.eval_every else None
+    result = launch_training(
+        images[train_rows], config, data_hash=primary_images["data_hash"],
+        report=training_reporter, scorer=scorer,
+        labels=None if class_indices is None else class_indices[train_rows],
+        parent=None if parent_model is None else parent_model.state)
+    checkpoint = dataclasses.replace(
+        result.checkpoint, class_names=class_names,
+        parent={} if parent_model is None else parent_model.identity)
+    grid = draw_sample_grid(result.generator, range(config.grid_size))
     columns = ["step", "loss_d", "loss_g", "images_per_sec"] + (["augment_p"] if config.ada else [])
     history = pd.DataFrame(result.history, columns=columns)
-    return checkpoint, grid, history
+    return checkpoint, result.training_state(checkpoint), grid, history
 
 
 def check_classes(primary_images: dict) -> None:
