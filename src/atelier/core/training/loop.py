@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,11 +23,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from atelier.core.ada import AdaptiveAugment
-from atelier.core.generate import generate_images
 from atelier.core.layers import parameter_count
 from atelier.core.models import (
-    Generator,
-    GeneratorCheckpoint,
     build_discriminator,
     build_generator,
 )
@@ -51,6 +47,7 @@ from atelier.core.training.progress import (
     raise_if_diverged,
     samples,
 )
+from atelier.core.training.result import TrainingResult, selected_result, start_samples
 from atelier.core.training.runtime import (
     StopSignal,
     autocast_context,
@@ -69,7 +66,6 @@ from atelier.core.training.steps import (
     generator_loss,
     optimizer_step,
     r1_penalty,
-    recalibrate_batchnorm,
 )
 
 log = logging.getLogger(__name__)
@@ -89,83 +85,35 @@ class Report(Protocol):
     ) -> None: ...
 
 
-@dataclasses.dataclass
-class TrainingResult:
-    """What a run produces: the selected generator (CPU, eval mode) and the histories.
-
-    ``generator`` is the best scored one (``variant`` ``ema`` or ``raw``, from ``step``)
-    when ``training.eval_every`` is on, else the EMA generator of the last step.
-    ``scores`` lists every in-training evaluation (step, variant, fid, kid).
-    """
-
-    generator: Generator
-    history: list[dict[str, float]]
-    step: int
-    resumed_from: Path | None
-    device: str  # where rank 0 trained, e.g. "cpu" or "cuda:0"
-    variant: str = "ema"
-    scores: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    augment_p: float | None = None  # adaptive augmentation's strength at that step, when on
-    # The discriminator of the selected step (of the last step without model selection)
-    # and its construction: what a fine-tune of this run starts from (``training_state``).
-    discriminator_config: dict[str, Any] = dataclasses.field(default_factory=dict)
-    discriminator_state: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
-
-    @property
-    def checkpoint(self) -> GeneratorCheckpoint:
-        """The selected generator as the typed artifact that ``load_generator`` reads."""
-        return GeneratorCheckpoint.from_generator(
-            self.generator, training_device=self.device, step=self.step, variant=self.variant
-        )
-
-    def training_state(self, checkpoint: GeneratorCheckpoint | None = None) -> TrainingState:
-        """What a fine-tune of this run starts from: ``checkpoint`` (default
-        :attr:`checkpoint`; the pipeline passes the one it registers, with class names and
-        parent), the discriminator of the same step and the augmentation strength."""
-        return TrainingState(checkpoint or self.checkpoint, dict(self.discriminator_config),
-                             dict(self.discriminator_state), self.augment_p)
-
-
 def train_gan(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
               report: Report | None = None, labels: torch.Tensor | None = None,
               scorer: Scorer | None = None, parent: TrainingState | None = None) -> TrainingResult:
     """Train a GAN (``config.architecture``) on ``images`` (uint8 ``N x C x H x W``, training
-    rows only). ``data_hash`` and the weight-shaping parameters name the checkpoint folder
-    (resumed when ``config.resume`` is ``auto``). ``labels`` (int64 N) are needed when
-    ``config.conditional``; ``scorer`` scores generators every ``config.eval_every`` steps
-    (:mod:`.selection`). ``parent`` (a fine-tune, :mod:`.parent`) gives the starting
-    weights, checked by the caller with :func:`~.parent.check_parent`; its classes come
-    first in ``labels``' numbering. Under ``torch.distributed`` each rank trains on its
-    shard; only rank 0 reports and saves."""
+    rows only; ``labels``, int64 N, when ``config.conditional``), checkpointed under a folder
+    named by ``data_hash`` and the weight-shaping parameters. ``scorer``: model selection
+    (:mod:`.selection`); ``parent``: a fine-tune's start (:mod:`.parent`, checked by the
+    caller). Under ``torch.distributed`` only rank 0 reports and saves."""
     # ---------------------------------------------------------------- set up
-    rank, world_size, num_classes = _check_inputs(images, labels, config, scorer)
-    if parent is not None and num_classes:  # the parent's classes the new images lack stay
-        num_classes = max(num_classes, int(parent.generator.config.get("num_classes", 0)))
+    rank, world_size, num_classes = _check_inputs(images, labels, config, scorer, parent)
     device = choose_training_device(config.device, rank)
     autocast = autocast_context(device, amp_dtype := autocast_dtype(config.precision, device))  # bf16/fp16
     memory_format = choose_memory_format(config.channels_last, device)
     _, channels, resolution, _ = images.shape
-    checkpoint_dir = Path(config.checkpoint_dir) / config.checkpoint_key(
-        data_hash, resolution, channels, num_classes, parent=parent.sha256() if parent else None)
-    models = _build_models(config, resolution, channels, num_classes, device, memory_format, world_size)
-    _start_from(parent, models, config)
+    checkpoint_dir = _checkpoint_folder(config, data_hash, images, num_classes, parent)
+    models = _build_models(config, resolution, channels, num_classes, device, memory_format, world_size, parent)
     optimizers = _build_optimizers(models, config, device, amp_dtype)
     (generator, discriminator, generator_ema), (optimizer_g, optimizer_d, scaler_g, scaler_d) = models, optimizers
     selection = ModelSelection(scorer if rank == 0 else None, config.eval_every, config.select_by,
                                config.eval_samples)
-    start_p = parent.augment_p if parent is not None and parent.augment_p is not None else config.augment_p
-    ada = AdaptiveAugment(config.ada_target, config.ada_kimg, p=start_p) if config.ada else None
+    ada = _adaptive_augment(config, parent)
     start_step, history, resumed_from = _resume(checkpoint_dir, config, rank, models, optimizers, selection, ada)
     batches = Batches(images, labels if num_classes else None, rank, world_size, device, config, memory_format)
     _connect(models, batches, ada, config)
     log_start(images, num_classes, device, len(batches), amp_dtype, config)
     g_train, d_train, d_frozen = _wrap_for_training(models, config.compile, device, world_size)
     ema = MovingAverage(generator_ema, generator, config.ema_kimg, config.ema_rampup, config.batch_size)
-    if parent is not None and start_step == 0 and rank == 0 and report is not None:
-        # The start of a fine-tune, in the run's sample series at step 0: the parent's images.
-        report(0, {}, samples=start_samples(generator_ema, config, device, num_classes))
+    _report_start(report, rank, start_step, parent, generator_ema, config, device, num_classes)
     losses, progress = IntervalLosses(device, config.batch_size), _progress_bar(config, start_step, rank)
-
     last_good_checkpoint = resumed_from
     with deterministic_kernels(config.deterministic), StopSignal() as stop_signal:
         for step in range(start_step + 1, config.max_steps + 1):
@@ -216,7 +164,7 @@ def train_gan(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
             if log_step:
                 losses.restart_clock()  # images/s leaves out logging, scoring and saving
     progress.close()
-    return _result(models, selection, history, config, resumed_from, device, ada)
+    return selected_result(generator_ema, discriminator, selection, history, config, resumed_from, device, ada)
 
 
 # ------------------------------------------------------------------------- set up
@@ -235,8 +183,12 @@ class _Optimizers(NamedTuple):
 
 
 def _check_inputs(images: torch.Tensor, labels: torch.Tensor | None, config: TrainingConfig,
-                  scorer: Scorer | None) -> tuple[int, int, int]:
-    """This process's rank, the world size and the class count, after checking the inputs."""
+                  scorer: Scorer | None, parent: TrainingState | None) -> tuple[int, int, int]:
+    """This process's rank, the world size and the class count (a fine-tune keeps its
+    parent's classes that the new images lack), after checking the inputs."""
+    if config.freeze_d_layers and parent is None:
+        raise ValueError(f"training.freeze_d_layers is {config.freeze_d_layers} but no parent "
+                         "was given to train_gan: FreezeD keeps a parent's discriminator blocks.")
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
         raise ValueError("train_gan needs a uint8 tensor N x C x H x W (primary_images['images']).")
     if images.shape[2] != images.shape[3]:
@@ -253,6 +205,8 @@ def _check_inputs(images: torch.Tensor, labels: torch.Tensor | None, config: Tra
         if num_classes < 2 or int(labels.min()) < 0:
             raise ValueError(f"training.conditional needs at least two classes (top-level "
                              f"folders under the source), got {num_classes}.")
+        if parent is not None:
+            num_classes = max(num_classes, int(parent.generator.config.get("num_classes", 0)))
     rank, world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     if config.eval_every and scorer is None and rank == 0:
         raise ValueError("training.eval_every is on but no scorer was given to train_gan "
@@ -265,7 +219,7 @@ def _check_inputs(images: torch.Tensor, labels: torch.Tensor | None, config: Tra
 
 def _build_models(config: TrainingConfig, resolution: int, channels: int, num_classes: int,
                   device: torch.device, memory_format: torch.memory_format,
-                  world_size: int) -> _Models:
+                  world_size: int, parent: TrainingState | None = None) -> _Models:
     torch.manual_seed(config.seed)  # same initial weights on every rank and every device
     architecture = {} if config.architecture == "dcgan" else {"architecture": config.architecture}
     generator = build_generator({**architecture, "resolution": resolution, "channels": channels,
@@ -274,6 +228,7 @@ def _build_models(config: TrainingConfig, resolution: int, channels: int, num_cl
     discriminator = build_discriminator(config.architecture, resolution, channels, config.d_width,
                                         config.spectral_norm, num_classes)
     generator_ema = copy.deepcopy(generator).eval().requires_grad_(False)
+    _start_from(parent, _Models(generator, discriminator, generator_ema), config)
     for module in (generator, discriminator, generator_ema):
         module.to(device, memory_format=memory_format)
     if world_size > 1 and device.type == "cuda":
@@ -283,6 +238,15 @@ def _build_models(config: TrainingConfig, resolution: int, channels: int, num_cl
         generator = nn.SyncBatchNorm.convert_sync_batchnorm(generator)
         discriminator = nn.SyncBatchNorm.convert_sync_batchnorm(discriminator)
     return _Models(generator, discriminator, generator_ema)
+
+
+def _checkpoint_folder(config: TrainingConfig, data_hash: str, images: torch.Tensor,
+                       num_classes: int, parent: TrainingState | None) -> Path:
+    """``<checkpoint_dir>/<key>``: the data, the weight-shaping settings and the parent."""
+    _, channels, resolution, _ = images.shape
+    key = config.checkpoint_key(data_hash, resolution, channels, num_classes,
+                                parent=parent.sha256() if parent else None)
+    return Path(config.checkpoint_dir) / key
 
 
 def _build_optimizers(models: _Models, config: TrainingConfig, device: torch.device,
@@ -399,47 +363,22 @@ def _start_from(parent: TrainingState | None, models: _Models, config: TrainingC
              f"({sum(p.numel() for p in frozen):,} parameters)" if frozen else "")
 
 
-def start_samples(generator_ema: Generator, config: TrainingConfig, device: torch.device,
-                  num_classes: int) -> torch.Tensor | None:
-    """The sample grid's images before the first step (seeds ``0..grid_size-1``; classes in
-    turn), as the networks start, without recomputing any batch-norm statistics."""
-    if not config.sample_every:
+def _report_start(report: Report | None, rank: int, start_step: int, parent: TrainingState | None,
+                  generator_ema: nn.Module, config: TrainingConfig, device: torch.device,
+                  num_classes: int) -> None:
+    """A fine-tune's step 0 in the run's sample series (rank 0, not when resuming): the
+    parent's images for the grid's seeds."""
+    if report is not None and parent is not None and rank == 0 and start_step == 0:
+        report(0, {}, samples=start_samples(generator_ema, config, device, num_classes))
+
+
+def _adaptive_augment(config: TrainingConfig, parent: TrainingState | None) -> AdaptiveAugment | None:
+    """ADA when on, from the parent's strength (when it had one), else ``augment_p``."""
+    if not config.ada:
         return None
-    seeds = list(range(config.grid_size))
-    labels = [seed % num_classes for seed in seeds] if num_classes else None
-    return generate_images(generator_ema, seeds, device=device, labels=labels)
-
-
-def _result(models: _Models, selection: ModelSelection, history: list[dict[str, float]],
-            config: TrainingConfig, resumed_from: Path | None, device: torch.device,
-            ada: AdaptiveAugment | None) -> TrainingResult:
-    """The best scored generator when model selection ran, else the last EMA generator;
-    with it, the discriminator (and augmentation strength) of the same step."""
-    generator = copy.deepcopy(models.generator_ema).cpu().to(memory_format=torch.contiguous_format)
-    step, variant = config.max_steps, "ema"
-    discriminator_state = _cpu_state(models.discriminator)
-    augment_p = None if ada is None else ada.p
-    if selection.best is None:
-        recalibrate_batchnorm(generator)  # statistics of the averaged weights, not the raw ones
-    else:  # the best copy holds the statistics it was scored with
-        generator.load_state_dict(selection.best["state_dict"])
-        step, variant = selection.best["step"], selection.best["variant"]
-        # Checkpoints written before selection kept the discriminator lack it: the last one.
-        discriminator_state = selection.best.get("discriminator_state") or discriminator_state
-        augment_p = selection.best.get("augment_p", augment_p)
-        log.info("Selected the %s generator of step %d (%s %.5g): the best of %d evaluations.",
-                 variant, step, selection.select_by, selection.best["score"], len(selection.scores))
-    discriminator_config = {"architecture": config.architecture, "d_width": config.d_width,
-                            "spectral_norm": config.spectral_norm,
-                            "num_classes": int(getattr(models.discriminator, "num_classes", 0))}
-    return TrainingResult(generator.eval(), history, step, resumed_from, str(device), variant,
-                          list(selection.scores), augment_p, discriminator_config,
-                          discriminator_state)
-
-
-def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {key: value.detach().cpu().clone().contiguous()
-            for key, value in module.state_dict().items()}
+    start = parent.augment_p if parent is not None and parent.augment_p is not None else None
+    return AdaptiveAugment(config.ada_target, config.ada_kimg,
+                           p=config.augment_p if start is None else start)
 
 
 def _checkpoint(directory: Path, step: int, models: _Models, optimizers: _Optimizers,

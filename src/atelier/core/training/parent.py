@@ -271,9 +271,11 @@ def discriminator_blocks(discriminator: nn.Module) -> list[list[nn.Module]]:
 
 def freeze_discriminator_blocks(discriminator: nn.Module, count: int) -> list[nn.Parameter]:
     """Freeze (``requires_grad=False``) the first ``count`` blocks of
-    :func:`discriminator_blocks`; their batch norms keep their parent statistics (eval
-    mode is not needed: frozen BN running statistics are buffers, and this sets their
-    momentum to 0). Returns the frozen parameters."""
+    :func:`discriminator_blocks`; their batch norms keep their parent statistics (momentum
+    0: the running statistics are buffers, not parameters). With spectral normalisation the
+    frozen weights' power-iteration vectors still update at every forward, so the largest
+    singular value they estimate keeps converging on the frozen weight's own: the effective
+    weight moves only by that estimate's refinement. Returns the frozen parameters."""
     blocks = discriminator_blocks(discriminator)
     if count > len(blocks):
         raise ParentModelError(
