@@ -77,3 +77,40 @@ def test_the_fastgan_environment_is_a_valid_fastgan_recipe_at_64_px():
     assert merged["preprocessing"]["val_fraction"] == base["preprocessing"]["val_fraction"]
     assert merged["training"]["max_steps"] == base["training"]["max_steps"]
     assert merged["evaluation"] == base["evaluation"]
+
+
+def test_the_finetune_environment_fine_tunes_a_studio_recipe_model():
+    """``--env=finetune`` starts from the champion with FreezeD and a fast ADA controller,
+    and its networks are the studio recipe's: a parent trained with ``--env=studio`` passes
+    the compatibility check (a base-recipe one is refused naming the keys)."""
+    import pytest
+
+    from atelier.core.errors import ParentModelError
+    from atelier.core.models import build_discriminator, build_generator
+    from atelier.core.training import TrainingState, check_parent
+
+    merged, studio = _parameters("finetune"), _parameters("studio")
+    config = TrainingConfig.from_params(merged["training"])
+    assert config.init_from == "models:/atelier-generator@champion"
+    assert (config.freeze_d_layers, config.ada, config.ada_kimg) == (1, True, 20)
+    assert merged["evaluation"] == _base_files()["evaluation"]
+
+    def parent(training: dict) -> TrainingState:
+        generator = build_generator({"resolution": 32, "channels": 3,
+                                     "latent_dim": training["latent_dim"],
+                                     "g_width": training["g_width"]})
+        discriminator = build_discriminator("dcgan", 32, 3, training["d_width"],
+                                            training["spectral_norm"], 0)
+        from atelier.core.models import GeneratorCheckpoint
+        return TrainingState(GeneratorCheckpoint.from_generator(generator),
+                             {"architecture": "dcgan", "d_width": training["d_width"],
+                              "spectral_norm": training["spectral_norm"], "num_classes": 0},
+                             discriminator.state_dict())
+
+    ours = {"architecture": config.architecture, "resolution": 32, "channels": 3,
+            "latent_dim": config.latent_dim, "g_width": config.g_width,
+            "d_width": config.d_width, "spectral_norm": config.spectral_norm,
+            "conditional": config.conditional}
+    check_parent(parent(studio["training"]), **ours)
+    with pytest.raises(ParentModelError, match="training.g_width is 64 here but 32 in the parent"):
+        check_parent(parent(_base_files()["training"]), **ours)

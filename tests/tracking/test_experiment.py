@@ -41,7 +41,7 @@ def _race(url: str, name: str) -> tuple[list[str], list[BaseException]]:
 
 
 @pytest.mark.slow
-def test_racing_runs_all_get_the_one_experiment(mlflow_server):
+def test_racing_runs_all_get_the_one_experiment(mlflow_server):  # one server: two checks
     for attempt in range(3):  # a few fresh names: each is a new race
         name = f"studio-{attempt}"
         ids, errors = _race(mlflow_server, name)
@@ -52,10 +52,7 @@ def test_racing_runs_all_get_the_one_experiment(mlflow_server):
     names = [e.name for e in MlflowClient(tracking_uri=mlflow_server).search_experiments()]
     assert sorted(n for n in names if n.startswith("studio-")) == ["studio-0", "studio-1",
                                                                   "studio-2"]
-
-
-@pytest.mark.slow
-def test_an_existing_experiment_is_returned_not_recreated(mlflow_server):
+    # An existing experiment is returned, not created again.
     client = MlflowClient(tracking_uri=mlflow_server)
     existing = client.create_experiment("atelier")
     assert ensure_experiment(client, "atelier") == existing

@@ -186,3 +186,36 @@ def test_a_training_checkpoint_is_a_parent_too(tmp_path):
     state = TrainingState.load(step_file)
     assert state.generator.step == 4 and state.discriminator["d_width"] == 4
     _check(state)
+
+
+def test_a_fastgan_parent_fine_tunes_and_freezes_its_down_blocks(tmp_path):
+    """Both network families: a FastGAN run (spectral norm, ADA) is a parent too; its
+    fine-tune starts from its generator and its ADA strength, and FreezeD keeps its first
+    down-sampling block."""
+    fastgan = {"architecture": "fastgan", "spectral_norm": True, "loss": "hinge", "g_width": 8,
+               "d_width": 8, "augment": "color,translation", "augment_p": 0.3, "ada": True,
+               "ada_kimg": 1}
+    images = synthetic_images(count=24, channels=3)
+    state = _train(tmp_path / "parent", images, max_steps=4, **fastgan).training_state()
+    assert state.discriminator["architecture"] == "fastgan" and state.augment_p is not None
+    assert state.augment_p != 0.3  # ADA moved it; the fine-tune starts there
+    check_parent(state, architecture="fastgan", resolution=32, channels=3, latent_dim=8,
+                 g_width=8, d_width=8, spectral_norm=True, conditional=False)
+    reported = {}
+    from atelier.core.models import load_generator
+    expected = generate_images(load_generator(state.generator), SEEDS)
+    result = _train(tmp_path / "child", images.flip(0), parent=state, max_steps=2,
+                    sample_every=2, freeze_d_layers=1, init_from="parent.pt",
+                    report=lambda step, metrics, samples=None: reported.setdefault(step, samples),
+                    **fastgan)
+    assert torch.equal(reported[0], expected)
+    frozen = [key for key in state.discriminator_state
+              if key.startswith("blocks.0.") and "weight" in key and "_u" not in key
+              and "_v" not in key and "running" not in key]
+    assert frozen
+    for key in frozen:
+        assert torch.equal(result.discriminator_state[key], state.discriminator_state[key]), key
+    moved = [key for key in state.discriminator_state if key.startswith("blocks.1.")
+             and "weight" in key and not torch.equal(result.discriminator_state[key],
+                                                     state.discriminator_state[key])]
+    assert moved
