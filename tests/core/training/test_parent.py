@@ -188,6 +188,7 @@ def test_a_training_checkpoint_is_a_parent_too(tmp_path):
     _check(state)
 
 
+@pytest.mark.slow  # two FastGAN trainings with spectral norm and ADA (~20 s)
 def test_a_fastgan_parent_fine_tunes_and_freezes_its_down_blocks(tmp_path):
     """Both network families: a FastGAN run (spectral norm, ADA) is a parent too; its
     fine-tune starts from its generator and its ADA strength, and FreezeD keeps its first
