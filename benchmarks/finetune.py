@@ -103,6 +103,8 @@ from quality import (  # noqa: E402
     _load_rgb,
     cpu_model,
     fetch_emoji_package,
+    images_per_second,
+    mean_and_std,
     score,
     training_parameters,
 )
@@ -238,15 +240,6 @@ def train(images: torch.Tensor, params: dict, scorer: GeneratorScorer, data_hash
     return result, seconds
 
 
-def images_per_second(result: TrainingResult, batch_size: int) -> float:
-    """Training speed over the logged intervals (their clocks leave scoring out)."""
-    seconds, previous = 0.0, 0
-    for row in result.history:
-        seconds += (row["step"] - previous) * batch_size / row["images_per_sec"]
-        previous = row["step"]
-    return previous * batch_size / seconds if seconds else float("nan")
-
-
 # ----------------------------------------------------------------------------- report
 
 def summarise(runs: list[dict]) -> dict:
@@ -255,11 +248,8 @@ def summarise(runs: list[dict]) -> dict:
         rows = [run for run in runs if run["variant"] == variant]
         if not rows:
             continue
-        entry = {"seeds": [run["seed"] for run in rows], "steps": rows[0]["steps"]}
-        for key in ("fid", "kid", "seconds"):
-            values = [run[key] for run in rows]
-            entry[key] = statistics.mean(values)
-            entry[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        entry = {"seeds": [run["seed"] for run in rows], "steps": rows[0]["steps"],
+                 **mean_and_std(rows, ("fid", "kid", "seconds"))}
         summary[variant] = entry
     return summary
 
@@ -350,7 +340,7 @@ def train_base(bench: Bench, images: torch.Tensor, steps: int, seed: int,
     if state_file is not None:
         state.save(state_file)
     return state, {"seconds": seconds,
-                   "images_per_sec": images_per_second(result, params["batch_size"])}
+                   "images_per_sec": images_per_second(result.history, params["batch_size"])}
 
 
 def run_variant(bench: Bench, variant: str, seed: int, steps: int, chunks: int,
@@ -375,7 +365,7 @@ def run_variant(bench: Bench, variant: str, seed: int, steps: int, chunks: int,
     curve.append({"step": steps, **scores})
     bench.save_grid(result.generator, f"{GRID_NAMES[variant]}-seed{seed}")
     return {"variant": variant, "seed": seed, "steps": steps, **scores, "seconds": seconds,
-            "images_per_sec": images_per_second(result, params["batch_size"]),
+            "images_per_sec": images_per_second(result.history, params["batch_size"]),
             "selected": f"{result.variant} {result.step}", "curve": curve,
             "selection_scores": result.scores, "augment_p": result.augment_p}
 

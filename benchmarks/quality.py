@@ -218,11 +218,6 @@ def train_atelier(recipe: str, images: torch.Tensor, steps: int, seed: int,
     params = training_parameters(recipe, steps, seed, checkpoint_dir, overrides)
     config = TrainingConfig.from_params(params)
     result = train_gan(images, config, data_hash=f"quality-benchmark-{recipe}", scorer=scorer)
-    # images/s over the training steps only (history intervals leave out scoring)
-    seconds, previous = 0.0, 0
-    for row in result.history:
-        seconds += (row["step"] - previous) * config.batch_size / row["images_per_sec"]
-        previous = row["step"]
     info = {"selected_variant": result.variant, "selected_step": result.step,
             "selection_scores": result.scores,
             "parameters": {k: params[k] for k in ("latent_dim", "g_width", "d_width", "batch_size",
@@ -230,7 +225,16 @@ def train_atelier(recipe: str, images: torch.Tensor, steps: int, seed: int,
                                                   "r1_every", "ema_kimg", "ema_rampup", "lr_g", "lr_d",
                                                   "beta1", "beta2", "flip", "eval_every",
                                                   "eval_samples", "select_by", "precision")}}
-    return result.generator, previous * config.batch_size / seconds, info
+    return result.generator, images_per_second(result.history, config.batch_size), info
+
+
+def images_per_second(history: list[dict], batch_size: int) -> float:
+    """Training speed over a run's logged intervals (their clocks leave scoring out)."""
+    seconds, previous = 0.0, 0
+    for row in history:
+        seconds += (row["step"] - previous) * batch_size / row["images_per_sec"]
+        previous = row["step"]
+    return previous * batch_size / seconds if seconds else float("nan")
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -246,17 +250,25 @@ def score(generator: Generator, reference: ReferenceStatistics, inception, confi
     return {"fid": scores["fid"], "kid": scores["kid"], "square_patches": squares}
 
 
+def mean_and_std(rows: list[dict], keys: tuple[str, ...]) -> dict[str, float]:
+    """``key`` and ``key_std`` for every key: mean and sample standard deviation over
+    ``rows`` (seeds), 0 for one row."""
+    entry = {}
+    for key in keys:
+        values = [row[key] for row in rows]
+        entry[key] = statistics.mean(values)
+        entry[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    return entry
+
+
 def summarise(runs: list[dict]) -> dict:
     summary = {}
     for recipe in RECIPES:
         rows = [run for run in runs if run["recipe"] == recipe]
         if not rows:
             continue
-        entry = {"seeds": [run["seed"] for run in rows]}
-        for key in ("fid", "kid", "square_patches", "images_per_sec"):
-            values = [run[key] for run in rows]
-            entry[key] = statistics.mean(values)
-            entry[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        entry = {"seeds": [run["seed"] for run in rows],
+                 **mean_and_std(rows, ("fid", "kid", "square_patches", "images_per_sec"))}
         summary[recipe] = entry
     if "dcgan" in summary:
         for entry in summary.values():

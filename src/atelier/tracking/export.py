@@ -21,6 +21,7 @@ from atelier.core.errors import GeneratorNotFoundError
 from atelier.core.export import export_onnx, load_exportable
 from atelier.core.models import GeneratorCheckpoint
 from atelier.tracking.registry import LOGGED_MODEL_NAME, download_generator_file
+from atelier.tracking.store import registered_reference
 from atelier.tracking.versions import connect_registry
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def resolve_generator(source: str, tracking_uri: str | None = None,
                                          f"{URI_FORMS}.")
         return GeneratorSource(load_exportable(path), str(path))
     tracking_uri = tracking_uri or mlflow.get_tracking_uri()
-    name, ref = _registered_reference(source)
+    name, ref = registered_reference(source)
     # Also makes the store this process's MLflow store, which models:/ downloads read.
     versions = connect_registry(name, tracking_uri, registry_uri)
     description, model_uri = source, source
@@ -84,19 +85,6 @@ def resolve_generator(source: str, tracking_uri: str | None = None,
                 f"Check the URI ({URI_FORMS}) and the store (--tracking-uri or "
                 "MLFLOW_TRACKING_URI).") from None
         return GeneratorSource(load_exportable(file), description)
-
-
-def _registered_reference(source: str) -> tuple[str, str | None]:
-    """``(name, alias or version)`` of ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION``;
-    ``(source, None)`` for anything else (a run, a logged model ``models:/m-...``)."""
-    if not source.startswith("models:/"):
-        return source, None
-    body = source.removeprefix("models:/").strip("/")
-    name, at, alias = body.partition("@")
-    if at:
-        return name, alias
-    name, slash, version = body.partition("/")
-    return (name, version) if slash else (source, None)
 
 
 def log_onnx_export(generator: GeneratorCheckpoint) -> dict[str, str]:

@@ -28,6 +28,7 @@ from mlflow.tracking import MlflowClient
 from atelier.core.errors import ParentModelError
 from atelier.core.storage import state_dict_sha256
 from atelier.core.training.parent import ParentModel, TrainingState, describe_parent
+from atelier.tracking.store import registered_reference
 
 #: The run artifact every training run logs (the catalog's ``training_state`` entry).
 TRAINING_STATE_ARTIFACT = "training_state.pt"
@@ -40,9 +41,8 @@ FORMS = ("models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID, or a training_
 def resolve_parent(init_from: str, client: MlflowClient) -> ParentModel:
     """The parent ``init_from`` names, with its identity (see the module docstring)."""
     if init_from.startswith("models:/"):
-        name, version = _registered_version(init_from, client)
-        return _from_run(init_from, client, _run_of(client, name, version),
-                         {"name": name, "version": version})
+        name, version, run_id = _registered_version(init_from, client)
+        return _from_run(init_from, client, run_id, {"name": name, "version": version})
     if init_from.startswith("runs:/"):
         run_id = init_from.removeprefix("runs:/").strip("/").split("/")[0]
         if not run_id:
@@ -55,15 +55,13 @@ def resolve_parent(init_from: str, client: MlflowClient) -> ParentModel:
     return ParentModel(state, _identity(init_from, state, {}))
 
 
-def _registered_version(uri: str, client: MlflowClient) -> tuple[str, str]:
-    """``(name, version)`` of ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``."""
-    body = uri.removeprefix("models:/").strip("/")
-    name, at, alias = body.partition("@")
-    if not at:
-        name, slash, version = body.partition("/")
-        if not slash or not name or not version.isdigit():
-            raise ParentModelError(f"training.init_from={uri!r} is not a registered version: "
-                                   f"give {FORMS}.")
+def _registered_version(uri: str, client: MlflowClient) -> tuple[str, str, str]:
+    """``(name, version, run id)`` of ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``."""
+    name, ref = registered_reference(uri)
+    by_alias = ref is not None and "@" in uri.removeprefix("models:/")
+    if ref is None or not name or not (by_alias or ref.isdigit()):
+        raise ParentModelError(f"training.init_from={uri!r} is not a registered version: "
+                               f"give {FORMS}.")
     try:
         client.get_registered_model(name)
     except MlflowException:
@@ -72,28 +70,19 @@ def _registered_version(uri: str, client: MlflowClient) -> tuple[str, str]:
             f"tracking store {client.tracking_uri}. Train and register one first (kedro run "
             "--pipeline=train), or check registration.model_name and MLFLOW_TRACKING_URI."
         ) from None
-    if at:
-        try:
-            return name, str(client.get_model_version_by_alias(name, alias).version)
-        except MlflowException:
-            raise ParentModelError(
-                f"training.init_from={uri!r}: the alias {alias!r} of {name} points nowhere (no "
-                f"version holds it). Name a version instead (models:/{name}/VERSION), or give "
-                "a version the alias first.") from None
     try:
-        client.get_model_version(name, version)
+        found = (client.get_model_version_by_alias(name, ref) if by_alias
+                 else client.get_model_version(name, ref))
     except MlflowException:
-        raise ParentModelError(f"training.init_from={uri!r}: {name} has no version {version}."
-                               ) from None
-    return name, version
-
-
-def _run_of(client: MlflowClient, name: str, version: str) -> str:
-    run_id = client.get_model_version(name, version).run_id
-    if not run_id:
-        raise ParentModelError(f"{name} v{version} was registered without a run, so it has no "
-                               "training state to fine-tune from.")
-    return run_id
+        raise ParentModelError(
+            f"training.init_from={uri!r}: the alias {ref!r} of {name} points nowhere (no "
+            f"version holds it). Name a version instead (models:/{name}/VERSION), or give "
+            "a version the alias first." if by_alias
+            else f"training.init_from={uri!r}: {name} has no version {ref}.") from None
+    if not found.run_id:
+        raise ParentModelError(f"{name} v{found.version} was registered without a run, so it "
+                               "has no training state to fine-tune from.")
+    return name, str(found.version), found.run_id
 
 
 def _from_run(source: str, client: MlflowClient, run_id: str, known: dict[str, str]) -> ParentModel:
@@ -114,21 +103,22 @@ def _from_run(source: str, client: MlflowClient, run_id: str, known: dict[str, s
                 "Atelier kept the discriminator for fine-tuning: fine-tune from another "
                 "version, or train this one again.") from None
         state = TrainingState.load(local)
-    recorded = run.data.tags.get(TRAINING_STATE_TAG)
-    if recorded and recorded != state.sha256():
+    recorded, found = run.data.tags.get(TRAINING_STATE_TAG), state.sha256()
+    if recorded and recorded != found:
         raise ParentModelError(
             f"training.init_from={source!r}: the {TRAINING_STATE_ARTIFACT} of {what} is not "
-            f"the one its run recorded (sha256 {state.sha256()[:12]}, recorded "
+            f"the one its run recorded (sha256 {found[:12]}, recorded "
             f"{recorded[:12]}): the artifact was replaced. Fine-tune from another version.")
     known = {**known, "run_id": run_id,
              "data_version": run.data.tags.get("data_version", "")}
-    return ParentModel(state, _identity(source, state, known))
+    return ParentModel(state, _identity(source, state, known, found))
 
 
-def _identity(source: str, state: TrainingState, known: dict[str, str]) -> dict[str, str]:
+def _identity(source: str, state: TrainingState, known: dict[str, str],
+              state_sha256: str | None = None) -> dict[str, str]:
     return {"source": source, **{k: v for k, v in known.items() if v},
             "generator_sha256": state_dict_sha256(state.generator.state_dict),
-            "training_state_sha256": state.sha256()}
+            "training_state_sha256": state_sha256 or state.sha256()}
 
 
 def parent_tags(identity: dict[str, str]) -> dict[str, str]:

@@ -140,3 +140,16 @@ def ensure_experiment(client, name: str, *, artifact_location: str | None = None
         raise LookupError(f"The MLflow experiment {name!r} was created by another process "
                           "and removed before this run could read it; run again.")
     return experiment.experiment_id
+
+
+def registered_reference(source: str) -> tuple[str, str | None]:
+    """``(name, alias or version)`` of ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION``;
+    ``(source, None)`` for anything else (a run, a logged model ``models:/m-...``)."""
+    if not source.startswith("models:/"):
+        return source, None
+    body = source.removeprefix("models:/").strip("/")
+    name, at, alias = body.partition("@")
+    if at:
+        return name, alias
+    name, slash, version = body.partition("/")
+    return (name, version) if slash else (source, None)

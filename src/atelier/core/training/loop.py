@@ -47,7 +47,7 @@ from atelier.core.training.progress import (
     raise_if_diverged,
     samples,
 )
-from atelier.core.training.result import TrainingResult, selected_result, start_samples
+from atelier.core.training.result import TrainingResult, selected_result
 from atelier.core.training.runtime import (
     StopSignal,
     autocast_context,
@@ -358,7 +358,7 @@ def _start_from(parent: TrainingState | None, models: _Models, config: TrainingC
         return
     load_parent_weights(parent, models.generator, models.discriminator, models.generator_ema)
     frozen = freeze_discriminator_blocks(models.discriminator, config.freeze_d_layers)
-    log.info("Fine-tuning from the parent's networks (training state %s)%s.", parent.sha256()[:12],
+    log.info("Fine-tuning from the parent's networks%s.",
              f"; the first {config.freeze_d_layers} discriminator blocks frozen "
              f"({sum(p.numel() for p in frozen):,} parameters)" if frozen else "")
 
@@ -369,7 +369,7 @@ def _report_start(report: Report | None, rank: int, start_step: int, parent: Tra
     """A fine-tune's step 0 in the run's sample series (rank 0, not when resuming): the
     parent's images for the grid's seeds."""
     if report is not None and parent is not None and rank == 0 and start_step == 0:
-        report(0, {}, samples=start_samples(generator_ema, config, device, num_classes))
+        report(0, {}, samples=samples(generator_ema, 0, config, device, num_classes, recalibrate=False))
 
 
 def _adaptive_augment(config: TrainingConfig, parent: TrainingState | None) -> AdaptiveAugment | None:

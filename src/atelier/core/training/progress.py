@@ -84,13 +84,15 @@ class IntervalLosses:
 
 
 def samples(generator_ema: Generator, step: int, config: TrainingConfig, device: torch.device,
-             num_classes: int) -> torch.Tensor | None:
+             num_classes: int, recalibrate: bool = True) -> torch.Tensor | None:
     """EMA images from seeds ``0..grid_size-1`` at sample steps, else None
     (conditional: classes in turn, ``seed % num_classes``); the EMA's batch-norm
-    statistics are recomputed for its weights first."""
+    statistics are recomputed for its weights first, unless ``recalibrate`` is false (a
+    fine-tune's step 0: the parent's images as they are)."""
     if not (config.sample_every and step % config.sample_every == 0):
         return None
-    recalibrate_batchnorm(generator_ema)
+    if recalibrate:
+        recalibrate_batchnorm(generator_ema)
     seeds = list(range(config.grid_size))
     labels = [seed % num_classes for seed in seeds] if num_classes else None
     return generate_images(generator_ema, seeds, device=device, labels=labels)

@@ -1,6 +1,6 @@
 """What a training run produces (:class:`TrainingResult`) and how the loop assembles it
 (:func:`selected_result`): the selected generator, the discriminator of its step, the
-histories; and the images a fine-tune starts from (:func:`start_samples`)."""
+histories."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from atelier.core.ada import AdaptiveAugment
-from atelier.core.generate import generate_images
 from atelier.core.models import Generator, GeneratorCheckpoint
 from atelier.core.training.config import TrainingConfig
 from atelier.core.training.parent import TrainingState
@@ -60,17 +59,6 @@ class TrainingResult:
         return TrainingState(checkpoint or self.checkpoint, dict(self.discriminator_config),
                              dict(self.discriminator_state), self.augment_p)
 
-
-
-def start_samples(generator_ema: Generator, config: TrainingConfig, device: torch.device,
-                  num_classes: int) -> torch.Tensor | None:
-    """The sample grid's images before the first step (seeds ``0..grid_size-1``; classes in
-    turn), as the networks start, without recomputing any batch-norm statistics."""
-    if not config.sample_every:
-        return None
-    seeds = list(range(config.grid_size))
-    labels = [seed % num_classes for seed in seeds] if num_classes else None
-    return generate_images(generator_ema, seeds, device=device, labels=labels)
 
 
 def selected_result(generator_ema: nn.Module, discriminator: nn.Module,
