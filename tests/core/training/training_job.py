@@ -3,7 +3,8 @@
     python training_job.py PARAMS_JSON DATA_PT OUT_PT [--signal-at STEP --signal KILL|TERM]
                            [--rank R --world-size W --port P]
 
-Trains with ``train_gan`` on ``DATA_PT`` (a uint8 tensor), sends itself the signal from
+Trains with ``train_gan`` on ``DATA_PT`` (a uint8 tensor, or a sharded dataset's folder:
+its training split is streamed), sends itself the signal from
 the report callback at ``--signal-at`` (a log step), and saves the EMA generator's state
 dict to ``OUT_PT``. With ``--world-size`` > 1 it first joins a gloo group.
 """
@@ -19,6 +20,7 @@ import signal
 import torch
 import torch.distributed as dist
 
+from atelier.core.shards import ShardedImages
 from atelier.core.training import TrainingConfig, train_gan
 
 parser = argparse.ArgumentParser()
@@ -46,7 +48,8 @@ def report(step: int, metrics: dict, samples=None) -> None:
 
 
 config = TrainingConfig.from_params(json.loads(open(args.params).read()))
-images = torch.load(args.data, weights_only=True)
+images = (ShardedImages.open(args.data, "train") if os.path.isdir(args.data)
+          else torch.load(args.data, weights_only=True))
 result = train_gan(images, config, data_hash="0123456789abcdef", report=report)
 torch.save({"generator_ema": result.generator.state_dict(), "history": result.history,
             "resumed_from": str(result.resumed_from)}, args.out)

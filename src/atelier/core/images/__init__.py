@@ -34,7 +34,7 @@ from atelier.core.images.inspection import (
     list_files,
     scan_images,
 )
-from atelier.core.images.parallel import resolve_workers
+from atelier.core.images.parallel import map_parallel, resolve_workers
 from atelier.core.images.split import assign_validation
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "list_files",
     "load_training_image",
     "load_training_images",
+    "map_parallel",
     "resize_center_crop",
     "resolve_workers",
     "scan_images",

@@ -35,6 +35,7 @@ from atelier.core.metrics.fid import compute_fid, feature_statistics
 from atelier.core.metrics.inception import FIDInception, load_evaluation_inception
 from atelier.core.metrics.inception_score import compute_inception_score
 from atelier.core.metrics.kid import compute_kid
+from atelier.core.shards import ShardedImages
 
 logger = logging.getLogger(__name__)
 
@@ -176,17 +177,19 @@ def score_classes(generator: nn.Module, class_names: Sequence[str], reference: t
     return scores
 
 
-def selection_reference(images: torch.Tensor, count: int) -> torch.Tensor:
-    """The training images model selection scores against: ``count`` of ``images`` (all
-    when there are fewer), evenly spaced through them, so the same data always gives the
+def selection_reference(images: torch.Tensor | ShardedImages, count: int) -> torch.Tensor:
+    """The training images model selection scores against: ``count`` of ``images`` (a
+    tensor, or a sharded split: the same rows are read from its shards; all when there are
+    fewer), evenly spaced through them, so the same data always gives the
     same reference (and its cached statistics) while the Inception pass over it stays as
     cheap as the samples' (``training.eval_samples``)."""
     if count < 2 or len(images) < 2:
         raise ValueError(f"Model selection needs at least 2 training images and "
                          f"training.eval_samples >= 2; got {len(images)} images, {count}.")
     if len(images) <= count:
-        return images
-    return images[torch.linspace(0, len(images) - 1, count).round().long()]
+        return images.load() if isinstance(images, ShardedImages) else images
+    rows = torch.linspace(0, len(images) - 1, count).round().long()
+    return images.take(rows) if isinstance(images, ShardedImages) else images[rows]
 
 
 class GeneratorScorer:
@@ -205,7 +208,7 @@ class GeneratorScorer:
         self.reference = reference_statistics(reference, inception, config)
 
     @classmethod
-    def for_selection(cls, config: EvaluationConfig, training_images: torch.Tensor,
+    def for_selection(cls, config: EvaluationConfig, training_images: torch.Tensor | ShardedImages,
                       num_samples: int) -> GeneratorScorer:
         """The scorer model selection uses (``atelier.core.training.selection``):
         ``num_samples`` images from the selection seeds against

@@ -52,17 +52,29 @@ class Batches:
         if data_device != device and device.type == "cuda":
             self.images = self.images.pin_memory()  # host batches then copy asynchronously
         self.labels = None if labels is None else labels[rank::world_size].to(data_device)
-        self.rank, self.device, self.memory_format = rank, device, memory_format
+        self.rank, self.world_size = rank, world_size
+        self._set_streams(device, memory_format, config, world_size)
+        self._permutations: dict[int, torch.Tensor] = {}
+
+    def _set_streams(self, device: torch.device, memory_format: torch.memory_format,
+                     config: TrainingConfig, world_size: int) -> None:
+        """The per-step draws' settings and streams (shared with the sharded stream)."""
+        self.device, self.memory_format = device, memory_format
         self.seed, self.latent_dim, self.flip = config.seed, config.latent_dim, config.flip
         self.batch = config.batch_size // world_size
-        self.stream = torch.Generator(data_device)
+        self.stream = torch.Generator(self._data_device())
         self.policy, self.augment_p = parse_policy(config.augment), config.augment_p
         self.augment_stream = torch.Generator(device)
         self.noise_stream = torch.Generator(device)  # a generator's noise inputs (FastGAN)
-        self._permutations: dict[int, torch.Tensor] = {}
+
+    def _data_device(self) -> torch.device:
+        return self.images.device
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def close(self) -> None:
+        """Release what the draws hold beyond the tensor (the sharded stream's fetcher)."""
 
     def _permutation(self, epoch: int) -> torch.Tensor:
         if epoch not in self._permutations:
@@ -82,12 +94,23 @@ class Batches:
             index[here] = self._permutation(epoch)[offsets[here]]
         return index
 
+    def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Step ``step``'s uint8 images and labels (None when unconditional), where the data is."""
+        index = self._indices(step)
+        return self.images[index], None if self.labels is None else self.labels[index]
+
+    def position(self, step: int) -> dict[str, int | str]:
+        """Where this rank's data stream is after ``step`` steps: the epoch, the offset in
+        it, and what the stream runs over (kept in the checkpoints)."""
+        consumed = step * self.batch
+        return {"epoch": consumed // len(self), "offset": consumed % len(self),
+                "images_per_epoch": len(self), "world_size": self.world_size, "source": "tensor"}
+
     def draw(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """Step ``step``'s real images in [-1, 1] (flipped at random when ``training.flip``),
         their labels (None when unconditional) and latents, on the training device."""
-        index = self._indices(step)
-        real = self.images[index]
-        labels = None if self.labels is None else self.labels[index].to(self.device, non_blocking=True)
+        real, labels = self._batch(step)
+        labels = None if labels is None else labels.to(self.device, non_blocking=True)
         self.stream.manual_seed(_stream_seed(self.seed, self.rank, step))
         self.noise_stream.manual_seed(_stream_seed(self.seed, self.rank, step) ^ _NOISE_SALT)
         if self.flip:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.distributed as dist
 
+from atelier.core.shards import primary_split
 from atelier.core.training.config import TrainingConfig
 from atelier.core.training.distributed import distributed_backend, launch_training
 from atelier.core.training.loop import train_gan
@@ -33,7 +34,9 @@ def main(argv: list[str] | None = None) -> None:
     as a ``GeneratorCheckpoint`` (read by ``load_generator``)."""
     parser = argparse.ArgumentParser(prog="python -m atelier.core.training",
                                      description="Train Atelier's DCGAN on a primary image file.")
-    parser.add_argument("--data", required=True, help="primary images file (data/03_primary/images.pt)")
+    parser.add_argument("--data", required=True,
+                        help="primary images file (data/03_primary/images.pt); when preprocessing "
+                             "wrote shards it names them, and every rank streams its share")
     parser.add_argument("--params", required=True,
                         help="YAML file with a 'training:' section (conf/base/parameters_training.yml)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         params, **({"grid_size": evaluation.grid_size} if evaluation else {}))
     primary = torch.load(args.data, map_location="cpu", weights_only=True)
     train_rows = ~primary["is_val"]
-    images = primary["images"][train_rows]
+    images = primary_split(primary, "train")  # with shards, each rank streams its share
     labels = primary["class_indices"][train_rows] if config.conditional else None
     scorer = None
     if config.eval_every and args.evaluation is None:

@@ -28,6 +28,7 @@ from atelier.core.models import (
     build_discriminator,
     build_generator,
 )
+from atelier.core.shards import ShardedImages
 from atelier.core.training.batches import Batches
 from atelier.core.training.checkpoints import (
     checkpoint_to_resume,
@@ -67,6 +68,7 @@ from atelier.core.training.steps import (
     optimizer_step,
     r1_penalty,
 )
+from atelier.core.training.streaming import check_position, make_batches
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +87,12 @@ class Report(Protocol):
     ) -> None: ...
 
 
-def train_gan(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
+def train_gan(images: torch.Tensor | ShardedImages, config: TrainingConfig, *, data_hash: str,
               report: Report | None = None, labels: torch.Tensor | None = None,
               scorer: Scorer | None = None, parent: TrainingState | None = None) -> TrainingResult:
     """Train a GAN (``config.architecture``) on ``images`` (uint8 ``N x C x H x W``, training
-    rows only; ``labels``, int64 N, when ``config.conditional``), checkpointed under a folder
+    rows only, or a sharded split that each rank streams its share of,
+    :mod:`.streaming`; ``labels``, int64 N, when ``config.conditional``), checkpointed under a folder
     named by ``data_hash`` and the weight-shaping parameters. ``scorer``: model selection
     (:mod:`.selection`); ``parent``: a fine-tune's start (:mod:`.parent`, checked by the
     caller). Under ``torch.distributed`` only rank 0 reports and saves."""
@@ -106,8 +109,9 @@ def train_gan(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
     selection = ModelSelection(scorer if rank == 0 else None, config.eval_every, config.select_by,
                                config.eval_samples)
     ada = _adaptive_augment(config, parent)
-    start_step, history, resumed_from = _resume(checkpoint_dir, config, rank, models, optimizers, selection, ada)
-    batches = Batches(images, labels if num_classes else None, rank, world_size, device, config, memory_format)
+    start_step, history, resumed_from, position = _resume(checkpoint_dir, config, rank, models, optimizers, selection, ada)
+    batches = make_batches(images, labels if num_classes else None, rank, world_size, device, config, memory_format)
+    check_position(position, batches, start_step)
     _connect(models, batches, ada, config)
     log_start(images, num_classes, device, len(batches), amp_dtype, config)
     g_train, d_train, d_frozen = _wrap_for_training(models, config.compile, device, world_size)
@@ -157,13 +161,14 @@ def train_gan(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
                 # Never write a checkpoint after a non-finite loss: the last good one stays.
                 raise_if_diverged(losses.first_nonfinite_step, last_good_checkpoint, world_size)
                 if rank == 0:
-                    last_good_checkpoint = _checkpoint(checkpoint_dir, step, models, optimizers,
-                                                       selection, ada, config, data_hash, history)
+                    last_good_checkpoint = _checkpoint(checkpoint_dir, step, models, optimizers, selection,
+                                                       ada, config, data_hash, history, batches)
             if stop:  # the checkpoint is written: exit as the signal asked
                 exit_on_signal(stop_signal, step, checkpoint_dir, progress)
             if log_step:
                 losses.restart_clock()  # images/s leaves out logging, scoring and saving
     progress.close()
+    batches.close()
     return selected_result(generator_ema, discriminator, selection, history, config, resumed_from, device, ada)
 
 
@@ -189,8 +194,10 @@ def _check_inputs(images: torch.Tensor, labels: torch.Tensor | None, config: Tra
     if config.freeze_d_layers and parent is None:
         raise ValueError(f"training.freeze_d_layers is {config.freeze_d_layers} but no parent "
                          "was given to train_gan: FreezeD keeps a parent's discriminator blocks.")
-    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
-        raise ValueError("train_gan needs a uint8 tensor N x C x H x W (primary_images['images']).")
+    if not isinstance(images, ShardedImages) and (  # shards: uint8 N x C x H x W by construction
+            not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4):
+        raise ValueError("train_gan needs a uint8 tensor N x C x H x W (primary_images['images']) "
+                         "or a ShardedImages split.")
     if images.shape[2] != images.shape[3]:
         raise ValueError(f"Training images must be square, got {tuple(images.shape[2:])}.")
     if len(images) == 0:
@@ -273,23 +280,21 @@ def _state_dicts(models: _Models, optimizers: _Optimizers) -> dict[str, Any]:
     return {name: part.state_dict() for name, part in parts.items()}
 
 
-def _resume(checkpoint_dir: Path, config: TrainingConfig, rank: int, models: _Models,
-            optimizers: _Optimizers, selection: ModelSelection,
-            ada: AdaptiveAugment | None) -> tuple[int, list[dict[str, float]], Path | None]:
+def _resume(checkpoint_dir: Path, config: TrainingConfig, rank: int, models: _Models, optimizers: _Optimizers,
+            selection: ModelSelection, ada: AdaptiveAugment | None) -> tuple[int, list, Path | None, dict | None]:
     """Load the checkpoint to resume into the models, optimizers, model selection and the
-    adaptive augmentation: (step, history, path)."""
+    adaptive augmentation: (step, history, path, rank 0's data position then)."""
     path = checkpoint_to_resume(checkpoint_dir, config, models.generator.config, rank)
     if path is None:
-        return 0, [], None
+        return 0, [], None, None
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     for name, part in {**models._asdict(), **optimizers._asdict()}.items():
         part.load_state_dict(checkpoint[name])
     selection.load_state_dict(checkpoint.get("selection"))
     if ada is not None:  # the key shapes the weights, so a checkpoint of an ADA run has it
         ada.load_state_dict(checkpoint["ada"])
-    log.info("Resuming training from %s (step %d of %d).", path, checkpoint["step"],
-             config.max_steps)
-    return checkpoint["step"], checkpoint["history"], path
+    log.info("Resuming training from %s (step %d of %d).", path, checkpoint["step"], config.max_steps)
+    return checkpoint["step"], checkpoint["history"], path, checkpoint.get("data_position")
 
 
 def _wrap_for_training(models: _Models, compile_models: bool, device: torch.device,
@@ -383,9 +388,10 @@ def _adaptive_augment(config: TrainingConfig, parent: TrainingState | None) -> A
 
 def _checkpoint(directory: Path, step: int, models: _Models, optimizers: _Optimizers,
                 selection: ModelSelection, ada: AdaptiveAugment | None, config: TrainingConfig,
-                data_hash: str, history: list[dict[str, float]]) -> Path:
-    """Save every state (and the best generator so far) as ``step_<step>.pt``; prune old ones."""
-    states = {**_state_dicts(models, optimizers), "selection": selection.state_dict()}
+                data_hash: str, history: list[dict[str, float]], batches: Batches) -> Path:
+    """Save every state, the best generator so far and rank 0's data position; prune old ones."""
+    states = {**_state_dicts(models, optimizers), "selection": selection.state_dict(),
+              "data_position": batches.position(step)}
     if ada is not None:
         states["ada"] = ada.state_dict()
     path = save_checkpoint(directory, step, states, config, models.generator.config, data_hash,

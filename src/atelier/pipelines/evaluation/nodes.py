@@ -19,6 +19,7 @@ from PIL import Image
 from atelier.core import metrics as core_metrics
 from atelier.core.generate import class_names_of, draw_sample_grid, image_grid
 from atelier.core.models import GeneratorCheckpoint, load_generator
+from atelier.core.shards import ShardedImages, primary_split
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +44,10 @@ def fetch_champion(model_registry, registration: dict) -> dict:
 
 
 def validation_images(primary_images: dict) -> torch.Tensor:
-    """The validation split of ``primary_images`` (at least two images, for FID)."""
-    images = primary_images["images"][primary_images["is_val"]]
+    """The validation split of ``primary_images`` (at least two images, for FID), in
+    memory (read from its shards when preprocessing wrote shards)."""
+    images = primary_split(primary_images, "val")
+    images = images.load() if isinstance(images, ShardedImages) else images
     if len(images) < 2:
         raise ValueError(
             f"The validation split holds {len(images)} image(s); FID needs at least 2. Add images "
@@ -89,7 +92,7 @@ def evaluate_generator(generator: GeneratorCheckpoint, champion: dict, primary_i
                    champion=None)
     if candidate.num_classes:
         metrics["per_class"] = _score_classes(candidate, class_names_of(generator),
-                                              primary_images, inception, config)
+                                              primary_images, reference, inception, config)
     if champion["version"] is not None:
         metrics["champion"] = core_metrics.score_beside(
             champion["version"], load_generator(champion["generator"]), reference, inception,
@@ -104,7 +107,7 @@ def evaluate_generator(generator: GeneratorCheckpoint, champion: dict, primary_i
 
 
 def _score_classes(candidate: torch.nn.Module, class_names: tuple[str, ...], primary_images: dict,
-                   inception: core_metrics.FIDInception,
+                   reference: torch.Tensor, inception: core_metrics.FIDInception,
                    config: core_metrics.EvaluationConfig) -> dict:
     """:func:`atelier.core.metrics.score_classes` on the validation split's classes."""
     if "class_indices" not in primary_images:
@@ -112,7 +115,7 @@ def _score_classes(candidate: torch.nn.Module, class_names: tuple[str, ...], pri
         return {}
     is_val = primary_images["is_val"]
     return core_metrics.score_classes(
-        candidate, class_names, primary_images["images"][is_val],
+        candidate, class_names, reference,
         primary_images["class_indices"][is_val], primary_images["class_names"], inception, config)
 
 

@@ -14,6 +14,7 @@ from atelier.core.metrics import (
     score_beside,
 )
 from atelier.core.models import GeneratorCheckpoint, load_generator
+from atelier.pipelines.evaluation.nodes import validation_images
 from atelier.tracking import fine_tuned_from, register_generator_version, verdict
 
 
@@ -42,7 +43,7 @@ def register_generator(generator: GeneratorCheckpoint, metrics: dict, lineage: d
 
     def rescore(version: str) -> dict:
         champion = model_registry.version(registration["model_name"], version)
-        reference = primary_images["images"][primary_images["is_val"]]
+        reference = validation_images(primary_images)
         return score_beside(version, load_generator(champion.generator), reference,
                             load_evaluation_inception(config), config)
 

@@ -20,6 +20,7 @@ from PIL import Image
 from atelier.core.generate import draw_sample_grid
 from atelier.core.metrics import EvaluationConfig, GeneratorScorer
 from atelier.core.models import GeneratorCheckpoint
+from atelier.core.shards import primary_split
 from atelier.core.training import (
     ParentModel,
     Report,
@@ -48,8 +49,9 @@ def train_generator(primary_images: dict, parent_model: ParentModel | None, trai
     """Train the GAN on the training rows of ``primary_images``; keep the best generator.
 
     Args:
-        primary_images: ``images`` (uint8 N x C x H x W), ``is_val`` (bool N),
-            ``data_hash``, and for conditional training ``class_indices`` (int64 N,
+        primary_images: ``images`` (uint8 N x C x H x W) or ``shards`` (the training split
+            is then streamed, each rank its share: :mod:`atelier.core.training.streaming`),
+            ``is_val`` (bool N), ``data_hash``, and for conditional training ``class_indices`` (int64 N,
             positions in ``class_names``) and ``class_names``; the resolution and channels
             are the tensor's.
         parent_model: The model a fine-tune starts from (``training.init_from``), else
@@ -84,7 +86,7 @@ def train_generator(primary_images: dict, parent_model: ParentModel | None, trai
     config = TrainingConfig.from_params(training, grid_size=evaluation_config.grid_size)
     if config.conditional:
         check_classes(primary_images)
-    images = primary_images["images"]
+    images = primary_split(primary_images, "train")  # a tensor, or shards streamed by rank
     train_rows = ~primary_images["is_val"]
     class_indices = primary_images.get("class_indices")
     class_names = tuple(primary_images.get("class_names", ())) if config.conditional else ()
@@ -102,9 +104,9 @@ def train_generator(primary_images: dict, parent_model: ParentModel | None, trai
             class_indices, class_names = position[class_indices], merged
         logger.info("Fine-tuning %s (%s).", parent_model.describe(), parent_model.identity["source"])
     scorer = GeneratorScorer.for_selection(
-        evaluation_config, images[train_rows], config.eval_samples) if config.eval_every else None
+        evaluation_config, images, config.eval_samples) if config.eval_every else None
     result = launch_training(
-        images[train_rows], config, data_hash=primary_images["data_hash"],
+        images, config, data_hash=primary_images["data_hash"],
         report=training_reporter, scorer=scorer,
         labels=None if class_indices is None else class_indices[train_rows],
         parent=None if parent_model is None else parent_model.state)
