@@ -49,12 +49,13 @@ def _process_context() -> multiprocessing.context.BaseContext:
 
 
 def map_parallel(function: Callable[[T], R], items: Sequence[T], workers: int | None,
-                  description: str = "files", min_items: int = _MIN_FILES_FOR_PROCESSES) -> list[R]:
+                  description: str = "files", min_items: int = _MIN_FILES_FOR_PROCESSES,
+                  unit: str = "file") -> list[R]:
     """``[function(item) for item in items]``, in order, over ``workers`` processes, with a
     progress bar named ``description`` (on a terminal only). Fewer than ``min_items`` items
     run in this process (for big items, such as whole shards, lower it)."""
     workers = min(resolve_workers(workers), len(items))
-    with tqdm(total=len(items), desc=description, unit="item", disable=None,
+    with tqdm(total=len(items), desc=description, unit=unit, disable=None,
               dynamic_ncols=True) as progress:
         if workers <= 1 or len(items) < min_items:
             return [_counted(function(item), progress) for item in items]

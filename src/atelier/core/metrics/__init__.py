@@ -41,6 +41,12 @@ Command line (comparable to ``python -m pytorch_fid``; :mod:`.cli`)::
 from atelier.core.metrics.cache import ReferenceStatistics, reference_statistics_of_images
 from atelier.core.metrics.cli import main
 from atelier.core.metrics.config import SELECTION_SEED_OFFSET, EvaluationConfig
+from atelier.core.metrics.distributed import (
+    FeatureSums,
+    distributed_features,
+    distributed_reference_statistics,
+    distributed_score_generator,
+)
 from atelier.core.metrics.features import InceptionFeatures, extract_features
 from atelier.core.metrics.fid import compute_fid, feature_statistics
 from atelier.core.metrics.folders import (
@@ -80,6 +86,10 @@ from atelier.core.metrics.scoring import (
 )
 
 __all__ = [
+    "FeatureSums",
+    "distributed_features",
+    "distributed_reference_statistics",
+    "distributed_score_generator",
     "DOWNLOAD_TIMEOUT_S",
     "FID_DIMS",
     "NUM_CLASSES",

@@ -68,7 +68,7 @@ from atelier.core.training.steps import (
     optimizer_step,
     r1_penalty,
 )
-from atelier.core.training.streaming import check_position, make_batches
+from atelier.core.training.streaming import make_batches
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +90,10 @@ class Report(Protocol):
 def train_gan(images: torch.Tensor | ShardedImages, config: TrainingConfig, *, data_hash: str,
               report: Report | None = None, labels: torch.Tensor | None = None,
               scorer: Scorer | None = None, parent: TrainingState | None = None) -> TrainingResult:
-    """Train a GAN (``config.architecture``) on ``images`` (uint8 ``N x C x H x W``, training
-    rows only, or a sharded split that each rank streams its share of,
-    :mod:`.streaming`; ``labels``, int64 N, when ``config.conditional``), checkpointed under a folder
-    named by ``data_hash`` and the weight-shaping parameters. ``scorer``: model selection
-    (:mod:`.selection`); ``parent``: a fine-tune's start (:mod:`.parent`, checked by the
-    caller). Under ``torch.distributed`` only rank 0 reports and saves."""
+    """Train a GAN (``config.architecture``) on ``images``: uint8 ``N x C x H x W`` training rows,
+    or a sharded split streamed by rank (:mod:`.streaming`); ``labels`` (int64 N) when
+    conditional. Checkpoints go under ``data_hash`` and the weight-shaping settings; ``scorer``:
+    :mod:`.selection`; ``parent``: a fine-tune's start (:mod:`.parent`). Rank 0 reports and saves."""
     # ---------------------------------------------------------------- set up
     rank, world_size, num_classes = _check_inputs(images, labels, config, scorer, parent)
     device = choose_training_device(config.device, rank)
@@ -110,8 +108,8 @@ def train_gan(images: torch.Tensor | ShardedImages, config: TrainingConfig, *, d
                                config.eval_samples)
     ada = _adaptive_augment(config, parent)
     start_step, history, resumed_from, position = _resume(checkpoint_dir, config, rank, models, optimizers, selection, ada)
-    batches = make_batches(images, labels if num_classes else None, rank, world_size, device, config, memory_format)
-    check_position(position, batches, start_step)
+    batches = make_batches(images, labels if num_classes else None, rank, world_size, device, config, memory_format,
+                           resumed=(position, start_step))  # a resumed stream is checked against the checkpoint's
     _connect(models, batches, ada, config)
     log_start(images, num_classes, device, len(batches), amp_dtype, config)
     g_train, d_train, d_frozen = _wrap_for_training(models, config.compile, device, world_size)
@@ -119,7 +117,7 @@ def train_gan(images: torch.Tensor | ShardedImages, config: TrainingConfig, *, d
     _report_start(report, rank, start_step, parent, generator_ema, config, device, num_classes)
     losses, progress = IntervalLosses(device, config.batch_size), _progress_bar(config, start_step, rank)
     last_good_checkpoint = resumed_from
-    with deterministic_kernels(config.deterministic), StopSignal() as stop_signal:
+    with deterministic_kernels(config.deterministic), StopSignal() as stop_signal, contextlib.closing(batches):
         for step in range(start_step + 1, config.max_steps + 1):
             # ---------------------------------------------------------------- batch
             real, real_labels, z = batches.draw(step)  # fakes take the real batch's classes
@@ -168,7 +166,6 @@ def train_gan(images: torch.Tensor | ShardedImages, config: TrainingConfig, *, d
             if log_step:
                 losses.restart_clock()  # images/s leaves out logging, scoring and saving
     progress.close()
-    batches.close()
     return selected_result(generator_ema, discriminator, selection, history, config, resumed_from, device, ada)
 
 

@@ -191,13 +191,17 @@ class StreamedBatches(Batches):
 
 def make_batches(images: torch.Tensor | ShardedImages, labels: torch.Tensor | None, rank: int,
              world_size: int, device: torch.device, config: TrainingConfig,
-             memory_format: torch.memory_format) -> Batches:
-    """The tensor on the device (:class:`Batches`), or this rank's stream of shards."""
+             memory_format: torch.memory_format,
+             resumed: tuple[dict | None, int] = (None, 0)) -> Batches:
+    """The tensor on the device (:class:`Batches`), or this rank's stream of shards; with
+    ``resumed`` (the checkpoint's data position, its step) checked by :func:`check_position`."""
     kind = StreamedBatches if isinstance(images, ShardedImages) else Batches
-    return kind(images, labels, rank, world_size, device, config, memory_format)
+    batches = kind(images, labels, rank, world_size, device, config, memory_format)
+    check_position(*resumed, batches)
+    return batches
 
 
-def check_position(position: dict | None, batches: Batches, step: int) -> None:
+def check_position(position: dict | None, step: int, batches: Batches) -> None:
     """A resumed run's data stream must stand where the checkpoint's stood: on the same
     data and world size exactly; on another world size it is re-dealt (a warning says so)."""
     if position is None or batches.rank != 0:

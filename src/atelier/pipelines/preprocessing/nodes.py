@@ -168,7 +168,8 @@ def write_sharded(decode: DecodeSettings, paths: list[str], sha256s: list[str],
     logger.info("Writing %d shards of up to %d images to %s.", len(tasks), per_shard, location)
     if address is None:  # this machine's processes: shards side by side, or one shard's files
         workers = preprocessing.get("workers")
-        results = (images.map_parallel(run_slice, tasks, workers, "shards", min_items=2)
+        results = (images.map_parallel(run_slice, tasks, workers, "shards", min_items=2,
+                                       unit="shard")
                    if len(tasks) >= images.resolve_workers(workers)
                    else [_run_here(task, workers) for task in tasks])
     else:
