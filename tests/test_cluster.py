@@ -1,5 +1,6 @@
 """``torchrun --nnodes=2 ... -m atelier.cluster``: two "nodes" (two torchrun agents on this
-machine, c10d rendezvous on 127.0.0.1) train one Kedro run: one MLflow run, one version."""
+machine, c10d rendezvous on 127.0.0.1) train and score one Kedro run: one MLflow run, one
+version."""
 
 from __future__ import annotations
 
@@ -39,8 +40,10 @@ def test_two_node_torchrun_trains_one_run_from_shards_and_registers_one_version(
     output = [(tmp_path / f"node{n}.log").read_text() for n in range(2)]
     assert codes == [0, 0], "\n\n".join(text[-5000:] for text in output)
     text = "\n".join(output)
-    # The rank that ran no Kedro trained its share of the shards, then left with rank 0.
-    assert "Rank 1: 1 training job(s) done" in text
+    # The rank that ran no Kedro trained its share of the shards and scored its share of
+    # the evaluation's seeds, then left with rank 0.
+    assert "Rank 1: TrainingJob from rank 0" in text and "Rank 1: ScoringJob from rank 0" in text
+    assert "Rank 1: 2 job(s) done" in text
     assert "training images on this rank" in text and "1 channel(s)" in text
     client = MlflowClient(mlflow_server)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
@@ -48,4 +51,5 @@ def test_two_node_torchrun_trains_one_run_from_shards_and_registers_one_version(
     versions = client.search_model_versions("name='atelier-generator'")
     assert [version.run_id for version in versions] == [runs[0].info.run_id]
     assert runs[0].data.params["preprocessing.storage"] == "shards"
+    assert {"fid", "kid", "inception_score"} <= set(runs[0].data.metrics)
     assert list((kedro_project / "data" / "03_primary" / "shards").glob("*/index.json"))

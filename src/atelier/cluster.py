@@ -5,10 +5,11 @@ Every rank joins the ``torch.distributed`` group torchrun describes (gloo on CPU
 CUDA is available). Rank 0 runs the Kedro pipeline (``python -m atelier`` with the same
 options, e.g. ``--pipeline=train --params=...``), so exactly one MLflow run is opened, by
 kedro-mlflow on rank 0, and one model version is registered. The other ranks run no Kedro
-at all: they wait for rank 0's training node, which hands them the job (the images, the
-settings, the data hash, a fine-tune's parent:
-:class:`atelier.core.training.distributed.TrainingJob`), train their share of every step
-with it in DDP, and exit when rank 0 is done.
+at all: they run the jobs rank 0's nodes hand them (:mod:`atelier.core.jobs`): the
+training (the images, the settings, the data hash, a fine-tune's parent:
+:class:`atelier.core.training.distributed.TrainingJob`, their share of every step in DDP)
+and the evaluation's scores (:class:`atelier.core.metrics.ScoringJob`, each rank's
+Inception pass over its share of the seeds), and exit when rank 0 is done.
 
 The images reach the other machines as a location, not as pixels, when preprocessing wrote
 shards (``preprocessing.storage: shards`` with ``preprocessing.shards`` on ``s3://`` or a
@@ -30,12 +31,8 @@ import sys
 
 import torch.distributed as dist
 
-from atelier.core.training.distributed import (
-    JOBS_VARIABLE,
-    distributed_backend,
-    end_training_jobs,
-    serve_training_jobs,
-)
+from atelier.core.jobs import JOBS_VARIABLE, end_jobs, serve_jobs
+from atelier.core.training.distributed import distributed_backend
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +57,13 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 code = _run_kedro(argv)
             finally:
-                end_training_jobs()
+                end_jobs()
         else:
             logging.basicConfig(level=logging.INFO,
                                 format=f"%(asctime)s rank {rank} %(levelname)s %(name)s: %(message)s")
-            log.info("Rank %d of %d: waiting for rank 0's training jobs.", rank, world_size)
-            jobs = serve_training_jobs()
-            log.info("Rank %d: %d training job(s) done; rank 0 has finished.", rank, jobs)
+            log.info("Rank %d of %d: waiting for rank 0's jobs.", rank, world_size)
+            jobs = serve_jobs()
+            log.info("Rank %d: %d job(s) done; rank 0 has finished.", rank, jobs)
     finally:
         dist.destroy_process_group()
     return code

@@ -68,6 +68,7 @@ from atelier.core.metrics.inception import (
     resolve_inception_weights,
 )
 from atelier.core.metrics.inception_score import compute_inception_score
+from atelier.core.metrics.jobs import ScoringJob, score_generator_on_group
 from atelier.core.metrics.kid import compute_kid
 from atelier.core.metrics.network import FID_DIMS, NUM_CLASSES, build_fid_inception_network
 from atelier.core.metrics.scoring import (
@@ -87,6 +88,8 @@ from atelier.core.metrics.scoring import (
 
 __all__ = [
     "FeatureSums",
+    "ScoringJob",
+    "score_generator_on_group",
     "distributed_features",
     "distributed_reference_statistics",
     "distributed_score_generator",

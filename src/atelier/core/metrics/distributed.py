@@ -392,3 +392,4 @@ def distributed_score_generator(generator: nn.Module,
     if isinstance(result, str):
         raise RuntimeError(f"Scoring failed on the group's rank 0: {result}")
     return result
+

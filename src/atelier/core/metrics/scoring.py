@@ -22,7 +22,7 @@ scores of one generator on the same seeds compare weights, not noise.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -130,14 +130,16 @@ def incompatibility(generator: nn.Module, reference: torch.Tensor) -> str | None
 
 
 def score_beside(version: str, generator: nn.Module, reference: torch.Tensor,
-                 inception: FIDInception, config: EvaluationConfig) -> dict:
+                 inception: FIDInception, config: EvaluationConfig, *,
+                 score: Callable[..., dict] = score_generator) -> dict:
     """Another generator (a registered ``version``) scored exactly as the candidate is
-    (:func:`score_generator`, the same seeds): ``{"version", <SCORE_NAMES>}``, or
-    ``{"version", "incompatible"}`` when its images cannot be compared with ``reference``."""
+    (``score``: :func:`score_generator`, or its group form; the same seeds):
+    ``{"version", <SCORE_NAMES>}``, or ``{"version", "incompatible"}`` when its images
+    cannot be compared with ``reference``."""
     problem = incompatibility(generator, reference)
     if problem:
         return {"version": version, "incompatible": problem}
-    scores = score_generator(generator, reference, inception, config)
+    scores = score(generator, reference, inception, config)
     return {"version": version, **{key: scores[key] for key in SCORE_NAMES}}
 
 

@@ -4,8 +4,7 @@ The calling process is rank 0; ranks 1.. are spawned processes that join a gloo 
 NCCL (CUDA) group on a free local port. Several machines use ``torchrun`` instead, which
 makes the group itself: on ``python -m atelier.core.training`` every rank trains from the
 same files, and on ``python -m atelier.cluster`` (the Kedro pipeline on rank 0) rank 0's
-``launch_training`` broadcasts a :class:`TrainingJob` that ranks 1.. run in
-:func:`serve_training_jobs`.
+``launch_training`` hands a :class:`TrainingJob` to ranks 1.. (:mod:`atelier.core.jobs`).
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ import socket
 import torch
 import torch.distributed as dist
 
+from atelier.core.jobs import jobs_enabled, run_on_every_rank
 from atelier.core.shards import ShardedImages
 from atelier.core.training.config import TrainingConfig
 from atelier.core.training.loop import Report, TrainingResult, train_gan
@@ -27,9 +27,6 @@ from atelier.core.training.selection import Scorer
 
 log = logging.getLogger(__name__)
 
-# Set by ``python -m atelier.cluster`` on every rank: rank 0's launch_training hands its
-# job to the other ranks, which wait in serve_training_jobs.
-JOBS_VARIABLE = "ATELIER_CLUSTER_JOBS"
 
 
 def launch_training(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
@@ -42,12 +39,9 @@ def launch_training(images: torch.Tensor, config: TrainingConfig, *, data_hash: 
     spawned and join a gloo (CPU) or NCCL (CUDA) group on a free local port. With one
     device, or when a process group already exists (torchrun), this is ``train_gan`` itself.
     """
-    if dist.is_initialized() and dist.get_world_size() > 1 and os.environ.get(JOBS_VARIABLE):
-        # A group of several machines (python -m atelier.cluster under torchrun): this is
-        # rank 0, and the other ranks wait in serve_training_jobs for what to train.
-        job = TrainingJob(images, config, data_hash, labels, parent)
-        dist.broadcast_object_list([job], src=0)
-        return job.run(report=report, scorer=scorer)
+    if jobs_enabled():  # several machines (python -m atelier.cluster): this is rank 0
+        return run_on_every_rank(TrainingJob(images, config, data_hash, labels, parent),
+                                 report=report, scorer=scorer)
     if config.devices == 1 or dist.is_initialized():
         return train_gan(images, config, data_hash=data_hash, report=report, labels=labels,
                          scorer=scorer, parent=parent)
@@ -85,7 +79,7 @@ def launch_training(images: torch.Tensor, config: TrainingConfig, *, data_hash: 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingJob:
-    """What rank 0 hands the other ranks of a multi-machine group: the images (a sharded
+    """What rank 0 hands the other ranks of a multi-machine group (:mod:`atelier.core.jobs`): the images (a sharded
     split, which each rank streams its share of, or a small tensor), the settings, the data
     hash and a fine-tune's parent."""
 
@@ -98,26 +92,6 @@ class TrainingJob:
     def run(self, report: Report | None = None, scorer: Scorer | None = None) -> TrainingResult:
         return train_gan(self.images, self.config, data_hash=self.data_hash, report=report,
                          labels=self.labels, scorer=scorer, parent=self.parent)
-
-
-def serve_training_jobs() -> int:
-    """The loop of ranks 1.. in a multi-machine group: train every job rank 0 broadcasts
-    (:func:`launch_training` there), until rank 0 sends ``None``
-    (:func:`end_training_jobs`). Returns how many jobs ran."""
-    done = 0
-    while True:
-        message: list[TrainingJob | None] = [None]
-        dist.broadcast_object_list(message, src=0)
-        if message[0] is None:
-            return done
-        log.info("Rank %d: training job %d from rank 0.", dist.get_rank(), done + 1)
-        message[0].run()
-        done += 1
-
-
-def end_training_jobs() -> None:
-    """Rank 0: tell the ranks in :func:`serve_training_jobs` that no job follows."""
-    dist.broadcast_object_list([None], src=0)
 
 
 def _spawned_rank(rank: int, world_size: int, port: int, backend: str, images: torch.Tensor,

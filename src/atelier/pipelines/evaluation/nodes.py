@@ -87,7 +87,8 @@ def evaluate_generator(generator: GeneratorCheckpoint, champion: dict, primary_i
     if problem:
         raise ValueError(f"The trained generator does not fit the validation data: {problem}. "
                          "Retrain it at this preprocessing.resolution and preprocessing.channels.")
-    metrics = core_metrics.score_generator(candidate, reference, inception, config)
+    # Under torchrun -m atelier.cluster every rank scores its share (one process: the same).
+    metrics = core_metrics.score_generator_on_group(candidate, reference, inception, config)
     metrics.update(generator_step=generator.step, generator_variant=generator.variant,
                    champion=None)
     if candidate.num_classes:
@@ -96,7 +97,7 @@ def evaluate_generator(generator: GeneratorCheckpoint, champion: dict, primary_i
     if champion["version"] is not None:
         metrics["champion"] = core_metrics.score_beside(
             champion["version"], load_generator(champion["generator"]), reference, inception,
-            config)
+            config, score=core_metrics.score_generator_on_group)
         if "fid" in metrics["champion"]:
             logger.info("Side by side: candidate FID %.4f, champion (version %s) FID %.4f.",
                         metrics["fid"], champion["version"], metrics["champion"]["fid"])
