@@ -320,3 +320,12 @@ def test_a_local_store_reads_what_it_wrote_and_names_what_is_missing(tmp_path):
     assert store.read("a/b.bin") == b"new"
     with pytest.raises(ShardError, match=r"nested/folder/a/c\.bin does not exist"):
         store.read("a/c.bin")
+
+
+def test_an_unwritable_location_is_refused_by_the_probe_naming_it(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ShardError, match=r"Cannot write .*a-file/sub/\.atelier-write-check"):
+        Store(blocker / "sub").check_writable()
+    Store(tmp_path / "fine").check_writable()  # a writable folder: no probe left behind
+    assert list((tmp_path / "fine").iterdir()) == []

@@ -90,14 +90,39 @@ class Store:
             raise ShardError(f"{self._path(name)} does not exist: the sharded dataset is "
                              "incomplete or was moved. Run the preprocessing pipeline again "
                              "(kedro run --pipelines=data_ingestion,preprocessing).") from None
+        except Exception as error:  # noqa: BLE001 - permissions, the network, the store's errors
+            raise ShardError(f"Cannot read {self._path(name)}: {error}{self._hint()}") from None
 
     def write(self, name: str, data: bytes) -> None:
         """Write ``name`` whole: atomically in a folder (a reader sees the old file or the
         new one), as one PUT on S3 (which is atomic per object)."""
+        try:
+            if self._fs is None:
+                write_atomically(self._path(name), lambda handle: handle.write(data), fsync=False)
+            else:
+                self._fs.pipe_file(self._path(name), data)
+        except Exception as error:  # noqa: BLE001 - as in read()
+            raise ShardError(f"Cannot write {self._path(name)}: {error}{self._hint()}") from None
+
+    def check_writable(self) -> None:
+        """Write and remove a small probe, so a wrong location stops a run before any
+        image is decoded rather than after the first shard."""
+        probe = ".atelier-write-check"
+        self.write(probe, b"ok")
+        try:
+            if self._fs is None:
+                Path(self._path(probe)).unlink(missing_ok=True)
+            else:
+                self._fs.rm_file(self._path(probe))
+        except OSError:
+            pass  # a probe left behind is harmless
+
+    def _hint(self) -> str:
         if self._fs is None:
-            write_atomically(self._path(name), lambda handle: handle.write(data), fsync=False)
-        else:
-            self._fs.pipe_file(self._path(name), data)
+            return ""
+        return (" (check that the bucket exists, the credentials in AWS_ACCESS_KEY_ID / "
+                "AWS_SECRET_ACCESS_KEY, and for MinIO or another S3-compatible store "
+                "AWS_ENDPOINT_URL)")
 
 
 def _s3_filesystem():

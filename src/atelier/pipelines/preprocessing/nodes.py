@@ -16,6 +16,7 @@ from atelier.core.errors import DataSourceError
 from atelier.core.images.sharded import SliceResult, SliceTask, run_slice
 from atelier.core.shards import (
     ShardError,
+    Store,
     images_per_shard,
     read_index,
     shard_key,
@@ -146,7 +147,11 @@ def write_sharded(decode: DecodeSettings, paths: list[str], sha256s: list[str],
     return what ``primary_images["shards"]`` records: ``location`` (the dataset's folder),
     ``key`` and the ``index`` (:mod:`atelier.core.shards`). A dataset already there with
     the same key (the same images and settings) is reused, not written again."""
-    shard_mb = float(preprocessing.get("shard_mb", 64))
+    try:
+        shard_mb = float(preprocessing.get("shard_mb", 64))
+    except (TypeError, ValueError):
+        raise ValueError(f"preprocessing.shard_mb must be a number of MiB, not "
+                         f"{preprocessing.get('shard_mb')!r}.") from None
     params = {"val_fraction": float(preprocessing["val_fraction"]), "shard_mb": shard_mb,
               "allow_upscale": bool(preprocessing.get("allow_upscale", False)),
               "resolution": decode.resolution, "channels": decode.channels}
@@ -158,6 +163,7 @@ def write_sharded(decode: DecodeSettings, paths: list[str], sha256s: list[str],
             logger.info("Reusing the sharded dataset at %s (same images and settings).", location)
             return {"location": location, "key": key, "index": index}
     per_shard = images_per_shard(shard_mb, decode.channels, decode.resolution)
+    Store(location).check_writable()  # a wrong bucket or folder stops here, not after decoding
     tasks, expected = [], []
     for split, rows in (("train", ~is_val), ("val", is_val)):
         split_paths = [path for path, keep in zip(paths, rows.tolist(), strict=True) if keep]
