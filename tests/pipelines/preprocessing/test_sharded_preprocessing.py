@@ -10,11 +10,13 @@ server (moto).
 from __future__ import annotations
 
 import logging
+import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from conftest import BIN, _free_port, require_slow_marker, stop_process_group, test_env
 from image_cases import encode, gradient, write_image_cases
 from test_preprocessing import INGESTION, lineage_of, preprocessing_params
 
@@ -223,6 +225,38 @@ def test_a_dask_cluster_writes_the_same_shards_and_tensor_as_one_process(cases, 
     tensor_on_dask = preprocess_images(manifest, lineage,
                                        preprocessing_params(cluster="local", workers=2))
     assert_same_record(tensor_on_dask, tensor, apart_from=set())
+
+
+@pytest.mark.slow
+def test_a_running_dask_cluster_is_joined_by_its_address_from_the_environment(
+        cases, tmp_path, monkeypatch, caplog):
+    """``dask scheduler`` and ``dask worker`` started apart, as on a real cluster;
+    ``ATELIER_DASK_SCHEDULER`` sends preprocessing there (over ``preprocessing.cluster``)."""
+    require_slow_marker("a Dask scheduler and worker")
+    manifest, lineage = cases
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    logs = tmp_path / "dask.log"
+    with open(logs, "w") as log:
+        processes = [subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=test_env(),
+                                      start_new_session=True, cwd=tmp_path) for command in (
+            [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+             "--no-dashboard"],
+            [str(BIN / "dask"), "worker", address, "--nworkers", "2", "--nthreads", "1",
+             "--no-dashboard"])]
+        try:
+            monkeypatch.setenv(SCHEDULER_VARIABLE, address)
+            with caplog.at_level(logging.INFO):
+                joined = preprocess_images(manifest, lineage, sharded_params(
+                    tmp_path / "joined", cluster="local"))  # the variable wins
+        finally:
+            for process in processes:
+                stop_process_group(process)
+    assert f"Preprocessing on Dask at {address}" in caplog.text, logs.read_text()[-3000:]
+    monkeypatch.delenv(SCHEDULER_VARIABLE)
+    here = preprocess_images(manifest, lineage, sharded_params(tmp_path / "here"))
+    assert_same_record(joined, here, apart_from={"shards"})
+    assert joined["shards"]["index"] == here["shards"]["index"]
 
 
 @pytest.mark.slow
