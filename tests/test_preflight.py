@@ -3,8 +3,12 @@ had stop the run up front."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from conftest import run_kedro, test_env, tiny_params
+
+from atelier.hooks.preflight import check_preprocessing
 
 
 def _refused_before_any_node(kedro_project, tmp_path, override: dict, **env: str) -> str:
@@ -50,8 +54,32 @@ def test_a_bad_training_value_stops_the_run_before_any_node(kedro_project, tmp_p
     ({"evaluation.fid_dims": 100}, "evaluation.fid_dimsmustbeoneof(64,192,768,2048)"),
     ({"preprocessing.resolution": 48}, "preprocessing.resolution:DCGANneedsapower-of-two"),
     ({"ingestion.max_file_bytes": 0}, "ingestion.max_file_bytesmustbeatleast1,got0"),
+    # A shards location that cannot take a write stops the run before ingestion.
+    ({"preprocessing.storage": "shards", "preprocessing.shards": "/proc/atelier-shards"},
+     "Cannotwrite/proc/atelier-shards/.atelier-write-check"),
 ])
 def test_a_bad_value_in_any_namespace_stops_the_run_before_any_node(kedro_project, tmp_path,
                                                                     override, message):
     squashed = _refused_before_any_node(kedro_project, tmp_path, override)
     assert message in squashed  # names the key and the value
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"storage": "parquet"}, "preprocessing.storage must be tensor, shards or auto"),
+    ({"shard_mb": 0}, "preprocessing.shard_mb must be positive"),
+    ({"shard_mb": "big"}, "preprocessing.shard_mb"),
+    ({"shards_above_gb": -1}, "preprocessing.shards_above_gb must be positive"),
+    ({"cluster": "my-laptop"}, "preprocessing.cluster must be null, 'local' or a Dask scheduler"),
+    ({"storage": "auto", "shards": "gs://bucket/shards"}, "s3://bucket/prefix"),
+])
+def test_bad_storage_settings_are_refused_naming_the_key(override, message):
+    params = {"resolution": 32, "channels": 1, "val_fraction": 0.2, "storage": "tensor",
+              **override}
+    with pytest.raises((ValueError, RuntimeError), match=re.escape(message)):
+        check_preprocessing(params, "dcgan")
+
+
+def test_a_writable_shards_folder_passes_and_keeps_nothing(tmp_path):
+    check_preprocessing({"resolution": 32, "channels": 1, "val_fraction": 0.2,
+                         "storage": "shards", "shards": str(tmp_path / "shards")}, "dcgan")
+    assert list((tmp_path / "shards").iterdir()) == []

@@ -7,7 +7,8 @@ preprocessing or training:
 - ``ingestion.*`` (when the run ingests): the source is named, the size limits are
   positive whole numbers, ``workers`` null or at least 1;
 - ``preprocessing.*`` (when the run preprocesses): ``channels`` 1 or 3, ``allow_upscale``,
-  ``val_fraction`` in [0, 1), ``workers`` null or at least 1, and ``resolution`` one the
+  ``val_fraction`` in [0, 1), ``workers`` null or at least 1, ``storage`` and the shard
+  settings (with ``storage: shards`` the location must take a write), ``cluster``, and ``resolution`` one the
   networks can be built for when the run also trains (a power of two, at least 16; a run
   that only trains takes the resolution of the preprocessed tensor);
 - ``training.*`` (when the run trains): ``TrainingConfig.from_params``;
@@ -28,7 +29,10 @@ from kedro.framework.hooks import hook_impl
 from atelier.core.metrics import EvaluationConfig, resolve_inception_weights
 from atelier.core.models import check_resolution
 from atelier.core.params import as_bool, as_float, as_int
+from atelier.core.shards import Store
 from atelier.core.training import TrainingConfig
+from atelier.pipelines.preprocessing.engines import cluster_address
+from atelier.pipelines.preprocessing.nodes import DEFAULT_SHARDS
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +75,25 @@ def check_preprocessing(preprocessing: dict, architecture: str | None) -> None:
                          f"{preprocessing.get('val_fraction')!r}.")
     as_bool("preprocessing.allow_upscale", preprocessing.get("allow_upscale", False))
     check_workers("preprocessing.workers", preprocessing.get("workers"))
+    check_storage(preprocessing)
+
+
+def check_storage(preprocessing: dict) -> None:
+    """Refuse a bad ``preprocessing.storage``, ``shard_mb``, ``shards_above_gb``,
+    ``cluster`` (or ``ATELIER_DASK_SCHEDULER``), and with ``storage: shards`` a ``shards``
+    location that cannot be written (a probe: a missing bucket stops the run before the
+    images are ingested, not after they are decoded)."""
+    storage = preprocessing.get("storage", "tensor")
+    if storage not in ("tensor", "shards", "auto"):
+        raise ValueError(f"preprocessing.storage must be tensor, shards or auto, not {storage!r}.")
+    for key in ("shard_mb", "shards_above_gb"):
+        if key in preprocessing and not as_float(f"preprocessing.{key}", preprocessing[key]) > 0:
+            raise ValueError(f"preprocessing.{key} must be positive, got {preprocessing[key]!r}.")
+    cluster_address(preprocessing.get("cluster"))
+    if storage != "tensor":
+        location = Store(str(preprocessing.get("shards") or DEFAULT_SHARDS))  # refuses gs:// etc.
+        if storage == "shards":
+            location.check_writable()
 
 
 def check_workers(key: str, workers: Any) -> None:
