@@ -52,4 +52,5 @@ def test_two_node_torchrun_trains_one_run_from_shards_and_registers_one_version(
     assert [version.run_id for version in versions] == [runs[0].info.run_id]
     assert runs[0].data.params["preprocessing.storage"] == "shards"
     assert {"fid", "kid", "inception_score"} <= set(runs[0].data.metrics)
+    assert runs[0].data.tags["shards_location"].startswith("data/03_primary/shards/")
     assert list((kedro_project / "data" / "03_primary" / "shards").glob("*/index.json"))

@@ -22,7 +22,8 @@ computes nothing itself):
   official file, ``inception_weights_warning``;
 - the whole resolved configuration as the artifact ``config/parameters.json``;
 - when ``primary_images`` is saved or loaded: the training and validation images as MLflow
-  datasets (the run page's *Datasets* panel; ``atelier.tracking.datasets``).
+  datasets (the run page's *Datasets* panel; ``atelier.tracking.datasets``), and when
+  preprocessing wrote shards, ``shards_location`` and ``shards_key``;
 
 kedro-mlflow's hook is registered after this one, so it runs first and the run is open here.
 """
@@ -92,6 +93,9 @@ class LineageHook:
             mlflow.set_tags(lineage_tags(data))
         elif dataset_name == "primary_images":
             self._log_datasets(data)
+            if "shards" in data:  # where the images this run trained on are, and which
+                mlflow.set_tags({"shards_location": data["shards"]["location"],
+                                 "shards_key": data["shards"]["key"]})
         elif dataset_name == "generator":
             mlflow.set_tags({"generator_sha256": state_dict_sha256(data.state_dict),
                              "training_device": data.training_device,
