@@ -60,12 +60,10 @@ from atelier.core.metrics.cache import (
 )
 from atelier.core.metrics.config import EvaluationConfig
 from atelier.core.metrics.features import InceptionFeatures, extract_features
-from atelier.core.metrics.fid import compute_fid, feature_statistics
+from atelier.core.metrics.fid import feature_statistics
 from atelier.core.metrics.inception import FIDInception
-from atelier.core.metrics.inception_score import compute_inception_score
-from atelier.core.metrics.kid import compute_kid
 from atelier.core.metrics.network import FID_DIMS, NUM_CLASSES
-from atelier.core.metrics.scoring import reference_statistics, score_generator
+from atelier.core.metrics.scoring import reference_statistics, score_features, score_generator
 
 logger = logging.getLogger(__name__)
 
@@ -317,18 +315,6 @@ def distributed_reference_statistics(reference: torch.Tensor | ReferenceStatisti
 # --- scores -------------------------------------------------------------------------------------
 
 
-def _scores(samples: GatheredFeatures, reference: ReferenceStatistics,
-            config: EvaluationConfig) -> dict[str, float]:
-    # scoring.score_features' recipe, with the samples' mu and sigma from the reduced sums.
-    scores = {"fid": compute_fid(samples.mu, samples.sigma, reference.mu, reference.sigma)}
-    scores["kid"], scores["kid_std"] = compute_kid(samples.features, reference.features,
-                                                   config.kid_subsets, config.kid_subset_size)
-    if samples.logits is not None:
-        scores["inception_score"], scores["inception_score_std"] = compute_inception_score(
-            samples.logits, config.is_splits)
-    return scores
-
-
 @torch.no_grad()
 def distributed_score_generator(generator: nn.Module,
                                 reference: torch.Tensor | ReferenceStatistics,
@@ -377,7 +363,8 @@ def distributed_score_generator(generator: nn.Module,
     if rank == 0:
         try:
             result = {
-                **_scores(samples, statistics, config),
+                **score_features(samples, statistics, config,
+                                 sample_statistics=(samples.mu, samples.sigma)),
                 "num_samples": len(samples.features),
                 "num_reference": len(statistics.features),
                 "dims": config.fid_dims,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -63,11 +64,14 @@ def reference_statistics(reference: torch.Tensor | ReferenceStatistics, inceptio
 
 
 def score_features(samples: InceptionFeatures, reference: ReferenceStatistics,
-                   config: EvaluationConfig) -> dict[str, float]:
+                   config: EvaluationConfig,
+                   sample_statistics: tuple[np.ndarray, np.ndarray] | None = None,
+                   ) -> dict[str, float]:
     """FID and KID (with its std) of ``samples`` against ``reference``, and the Inception
-    Score (with its std) when ``samples`` carries logits."""
-    scores = {"fid": compute_fid(*feature_statistics(samples.features), reference.mu,
-                                 reference.sigma)}
+    Score (with its std) when ``samples`` carries logits. ``sample_statistics``: their mean
+    and covariance when already known (a group's reduced sums), else computed here."""
+    mu, sigma = sample_statistics or feature_statistics(samples.features)
+    scores = {"fid": compute_fid(mu, sigma, reference.mu, reference.sigma)}
     scores["kid"], scores["kid_std"] = compute_kid(samples.features, reference.features,
                                                    config.kid_subsets, config.kid_subset_size)
     if samples.logits is not None:
