@@ -16,11 +16,21 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import BIN, _free_port, require_slow_marker, stop_process_group, test_env
+import yaml
+from conftest import (
+    BIN,
+    PROJECT_ROOT,
+    _free_port,
+    require_slow_marker,
+    stop_process_group,
+    test_env,
+)
 from image_cases import encode, gradient, write_image_cases
 from test_preprocessing import INGESTION, lineage_of, preprocessing_params
 
 from atelier.core.shards import INDEX_NAME, ShardedImages, ShardError, Store, read_index
+from atelier.core.training import TrainingConfig, train_gan
+from atelier.core.training.streaming import StreamedBatches
 from atelier.errors import DataSourceError
 from atelier.pipelines.data_ingestion.nodes import build_manifest, inspect_source
 from atelier.pipelines.preprocessing.engines import SCHEDULER_VARIABLE
@@ -301,3 +311,20 @@ def test_shards_on_s3_read_back_as_the_tensor_paths_images_and_are_reused(
         assert f"Reusing the sharded dataset at s3://{BUCKET}/shards/{key}" in caplog.text
         assert store_writes == [] and objects() == stored
         assert again["shards"] == sharded["shards"]
+
+        # Training streams its share straight from the bucket (through the shard cache's
+        # fetch thread), and sees exactly the shards' pixels.
+        train = ShardedImages.from_index(sharded["shards"]["location"], index, "train")
+        params = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_training.yml").read_text())
+        config = TrainingConfig.from_params({
+            **params["training"], "device": "cpu", "max_steps": 3, "batch_size": 2, "flip": False,
+            "latent_dim": 8, "g_width": 4, "d_width": 4, "log_every": 1, "sample_every": 0,
+            "checkpoint_every": 0, "checkpoint_dir": str(tmp_path / "checkpoints"),
+            "precision": "fp32", "eval_every": 0})
+        batches = StreamedBatches(train, None, 0, 1, torch.device("cpu"), config,
+                                  torch.contiguous_format)
+        real, _, _ = batches.draw(1)
+        expected = tensor["images"][~tensor["is_val"]][batches.rows(1)]
+        assert torch.equal(real, expected.float().div(127.5).sub(1))
+        batches.close()
+        assert train_gan(train, config, data_hash=sharded["data_hash"]).step == 3
