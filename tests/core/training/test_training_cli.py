@@ -18,6 +18,12 @@ from training_cases import (  # noqa: F401 (one_thread: an autouse fixture)
 
 from atelier.core.models import GeneratorCheckpoint, load_generator
 from atelier.core.shards import (
+    ShardedImages,
+    read_index,
+    split_slices,
+    write_index,
+    write_shard,
+)
 from atelier.core.training import TrainingConfig, main, train_gan
 
 
@@ -50,13 +56,6 @@ def test_module_runs_as_a_program():
 def test_a_primary_record_of_shards_trains_from_the_shards(tmp_path):
     """images.pt written with preprocessing.storage: shards names the shards; the command
     line streams its training split (the same weights as train_gan on those shards)."""
-        ShardedImages,
-        read_index,
-        split_slices,
-        write_index,
-        write_shard,
-    )
-
     images = synthetic_images()
     location = str(tmp_path / "shards" / "key")
     entries = [write_shard(location, "train", number, images[part].numpy())
