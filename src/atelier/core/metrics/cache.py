@@ -90,11 +90,23 @@ def _write_cache(path: Path, key: dict, statistics: ReferenceStatistics) -> None
         features=statistics.features.astype(np.float32)))
 
 
+def cache_key(inception: FIDInception, *, data_hash: str, resolution: str, dims: int) -> dict:
+    """What a cached file's statistics depend on: the images' content hash, their
+    resolution (``"<H>x<W>px"``), the feature dims and the Inception weights."""
+    return {"format": _CACHE_FORMAT, "data_sha256": data_hash, "resolution": resolution,
+            "dims": dims, "weights_sha256": inception.weights.sha256}
+
+
+def images_cache_key(inception: FIDInception, images: torch.Tensor, dims: int) -> dict:
+    """:func:`cache_key` of a uint8 ``N x C x H x W`` tensor (its bytes, its size)."""
+    return cache_key(inception, data_hash=_tensor_content_hash(images),
+                     resolution=f"{images.shape[-2]}x{images.shape[-1]}px", dims=dims)
+
+
 def _reference_statistics(inception: FIDInception, batches: Iterable[torch.Tensor], *,
-                          data_hash: str, resolution: str, count: int, dims: int,
+                          key: dict, count: int,
                           cache_dir: str | os.PathLike | None) -> ReferenceStatistics:
-    key = {"format": _CACHE_FORMAT, "data_sha256": data_hash, "resolution": resolution,
-           "dims": dims, "weights_sha256": inception.weights.sha256}
+    dims = key["dims"]
     path = _cache_file(Path(cache_dir), key) if cache_dir is not None else None
     if path is not None and (cached := _read_cache(path, key)) is not None:
         logger.info("Reference statistics reused from %s (%d images, %d dims): no Inception pass "
@@ -119,10 +131,9 @@ def reference_statistics_of_images(
 ) -> ReferenceStatistics:
     """FID statistics and KID features of a uint8 tensor N x C x H x W, from the cache when
     ``cache_dir`` holds them for the same content, resolution, dims and weights."""
-    return _reference_statistics(
-        inception, images.split(batch_size), data_hash=_tensor_content_hash(images),
-        resolution=f"{images.shape[-2]}x{images.shape[-1]}px", count=len(images), dims=dims,
-        cache_dir=cache_dir)
+    return _reference_statistics(inception, images.split(batch_size),
+                                 key=images_cache_key(inception, images, dims), count=len(images),
+                                 cache_dir=cache_dir)
 
 
 def reference_statistics_of_files(
@@ -132,6 +143,7 @@ def reference_statistics_of_files(
     """FID statistics and KID features of image ``files``, read as the uint8 ``batches``
     (consumed only on a cache miss), from the cache when ``cache_dir`` holds them for the
     same files' names and bytes, ``resolution`` (``"<H>x<W>px"``), dims and weights."""
-    return _reference_statistics(
-        inception, batches, data_hash=_files_content_hash(files), resolution=resolution,
-        count=len(files), dims=dims, cache_dir=cache_dir)
+    key = cache_key(inception, data_hash=_files_content_hash(files), resolution=resolution,
+                    dims=dims)
+    return _reference_statistics(inception, batches, key=key, count=len(files),
+                                 cache_dir=cache_dir)

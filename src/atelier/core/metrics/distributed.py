@@ -51,12 +51,11 @@ from torch import nn
 
 from atelier.core.generate import cycled_labels, generate_batches
 from atelier.core.metrics.cache import (
-    _CACHE_FORMAT,
     ReferenceStatistics,
     _cache_file,
     _read_cache,
-    _tensor_content_hash,
     _write_cache,
+    images_cache_key,
 )
 from atelier.core.metrics.config import EvaluationConfig
 from atelier.core.metrics.features import InceptionFeatures, extract_features
@@ -254,14 +253,6 @@ def distributed_features(inception: FIDInception, batches: Iterable[torch.Tensor
 # --- reference statistics, cached as one process caches them ---------------------------------
 
 
-def _reference_cache_key(inception: FIDInception, images: torch.Tensor, dims: int) -> dict:
-    # The key cache.reference_statistics_of_images files these images under (cache.py builds
-    # it inline, in _reference_statistics); the tests check each side reads the other's file.
-    return {"format": _CACHE_FORMAT, "data_sha256": _tensor_content_hash(images),
-            "resolution": f"{images.shape[-2]}x{images.shape[-1]}px", "dims": dims,
-            "weights_sha256": inception.weights.sha256}
-
-
 def distributed_reference_statistics(reference: torch.Tensor | ReferenceStatistics,
                                      inception: FIDInception, config: EvaluationConfig, *,
                                      group: dist.ProcessGroup | None = None,
@@ -287,7 +278,7 @@ def distributed_reference_statistics(reference: torch.Tensor | ReferenceStatisti
     if config.reference_cache_dir is not None:
         cached = None
         if rank == 0:
-            key = _reference_cache_key(inception, reference, dims)
+            key = images_cache_key(inception, reference, dims)
             path = _cache_file(Path(config.reference_cache_dir), key)
             cached = _read_cache(path, key)
         cached = _broadcast_from_first_rank(cached, group)
