@@ -341,7 +341,9 @@ def write_shard(location: str, split: str, number: int, images: np.ndarray) -> l
     return [name, int(len(images)), hashlib.sha256(data).hexdigest()]
 
 
-def write_index(location: str, index: dict[str, Any]) -> None:
-    """Write ``index.json`` (after every shard: it marks the dataset complete)."""
-    Store(location).write(INDEX_NAME, json.dumps({"format": SHARD_FORMAT, **index}, indent=1,
-                                                 sort_keys=True).encode())
+def write_index(location: str, index: dict[str, Any]) -> dict[str, Any]:
+    """Write ``index.json`` (after every shard: it marks the dataset complete); returns the
+    index as :func:`read_index` will read it back."""
+    text = json.dumps({"format": SHARD_FORMAT, **index}, indent=1, sort_keys=True)
+    Store(location).write(INDEX_NAME, text.encode())
+    return json.loads(text)

@@ -32,7 +32,7 @@ from atelier.core.params import as_bool, as_float, as_int
 from atelier.core.shards import Store
 from atelier.core.training import TrainingConfig
 from atelier.pipelines.preprocessing.engines import cluster_address
-from atelier.pipelines.preprocessing.nodes import DEFAULT_SHARDS
+from atelier.pipelines.preprocessing.nodes import DEFAULT_SHARDS, storage_setting
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +83,7 @@ def check_storage(preprocessing: dict) -> None:
     ``cluster`` (or ``ATELIER_DASK_SCHEDULER``), and with ``storage: shards`` a ``shards``
     location that cannot be written (a probe: a missing bucket stops the run before the
     images are ingested, not after they are decoded)."""
-    storage = preprocessing.get("storage", "tensor")
-    if storage not in ("tensor", "shards", "auto"):
-        raise ValueError(f"preprocessing.storage must be tensor, shards or auto, not {storage!r}.")
+    storage = storage_setting(preprocessing)
     for key in ("shard_mb", "shards_above_gb"):
         if key in preprocessing and not as_float(f"preprocessing.{key}", preprocessing[key]) > 0:
             raise ValueError(f"preprocessing.{key} must be positive, got {preprocessing[key]!r}.")

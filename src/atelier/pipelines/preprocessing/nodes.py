@@ -14,6 +14,7 @@ import torch
 from atelier.core import images
 from atelier.core.errors import DataSourceError
 from atelier.core.images.sharded import SliceResult, SliceTask, run_slice
+from atelier.core.params import as_float
 from atelier.core.shards import (
     ShardError,
     Store,
@@ -114,12 +115,18 @@ def preprocess_images(manifest: pd.DataFrame, lineage: dict,
     return primary
 
 
-def choose_storage(preprocessing: dict, count: int, channels: int, resolution: int) -> str:
-    """``tensor`` or ``shards``: ``preprocessing.storage``, where ``auto`` means shards when
-    the pixels (``count x channels x resolution^2`` bytes) exceed ``shards_above_gb``."""
+def storage_setting(preprocessing: dict) -> str:
+    """``preprocessing.storage`` (default ``tensor``), refused unless tensor, shards or auto."""
     storage = preprocessing.get("storage", "tensor")
     if storage not in ("tensor", "shards", "auto"):
         raise ValueError(f"preprocessing.storage must be tensor, shards or auto, not {storage!r}.")
+    return storage
+
+
+def choose_storage(preprocessing: dict, count: int, channels: int, resolution: int) -> str:
+    """``tensor`` or ``shards``: ``preprocessing.storage``, where ``auto`` means shards when
+    the pixels (``count x channels x resolution^2`` bytes) exceed ``shards_above_gb``."""
+    storage = storage_setting(preprocessing)
     if storage != "auto":
         return storage
     limit = float(preprocessing.get("shards_above_gb", 4))
@@ -147,11 +154,7 @@ def write_sharded(decode: DecodeSettings, paths: list[str], sha256s: list[str],
     return what ``primary_images["shards"]`` records: ``location`` (the dataset's folder),
     ``key`` and the ``index`` (:mod:`atelier.core.shards`). A dataset already there with
     the same key (the same images and settings) is reused, not written again."""
-    try:
-        shard_mb = float(preprocessing.get("shard_mb", 64))
-    except (TypeError, ValueError):
-        raise ValueError(f"preprocessing.shard_mb must be a number of MiB, not "
-                         f"{preprocessing.get('shard_mb')!r}.") from None
+    shard_mb = as_float("preprocessing.shard_mb", preprocessing.get("shard_mb", 64))
     params = {"val_fraction": float(preprocessing["val_fraction"]), "shard_mb": shard_mb,
               "allow_upscale": bool(preprocessing.get("allow_upscale", False)),
               "resolution": decode.resolution, "channels": decode.channels}
@@ -191,8 +194,7 @@ def write_sharded(decode: DecodeSettings, paths: list[str], sha256s: list[str],
               for split in ("train", "val")}
     index = {"key": key, "data_hash": data_hash, "params": params, "images_per_shard": per_shard,
              "resolution": decode.resolution, "channels": decode.channels, "splits": splits}
-    write_index(location, index)
-    return {"location": location, "key": key, "index": read_index(location)}
+    return {"location": location, "key": key, "index": write_index(location, index)}
 
 
 def _run_here(task: SliceTask, workers: int | None) -> SliceResult:
