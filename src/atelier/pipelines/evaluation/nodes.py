@@ -43,17 +43,19 @@ def fetch_champion(model_registry, registration: dict) -> dict:
     return {"version": champion.version, "generator": champion.generator}
 
 
-def validation_images(primary_images: dict) -> torch.Tensor:
+def validation_images(primary_images: dict, count: int | None = None) -> torch.Tensor:
     """The validation split of ``primary_images`` (at least two images, for FID), in
-    memory (read from its shards when preprocessing wrote shards)."""
+    memory, or only its first ``count`` images; from its shards when preprocessing wrote
+    shards (then only the shards holding those images are read)."""
     images = primary_split(primary_images, "val")
-    images = images.load() if isinstance(images, ShardedImages) else images
     if len(images) < 2:
         raise ValueError(
             f"The validation split holds {len(images)} image(s); FID needs at least 2. Add images "
             "or raise preprocessing.val_fraction in conf/base/parameters_preprocessing.yml."
         )
-    return images
+    if isinstance(images, ShardedImages):
+        return images.load() if count is None or count >= len(images) else images.take(range(count))
+    return images if count is None else images[:count]
 
 
 def evaluate_generator(generator: GeneratorCheckpoint, champion: dict, primary_images: dict,
@@ -129,7 +131,7 @@ def draw_sample_grids(generator: GeneratorCheckpoint, primary_images: dict,
     device = core_metrics.resolve_device(config.device)
     model = load_generator(generator, device)
     generated = draw_sample_grid(model, config.seeds(config.grid_size), device)
-    real = validation_images(primary_images)[: config.grid_size]
+    real = validation_images(primary_images, config.grid_size)
     return generated, image_grid(real)
 
 
