@@ -28,7 +28,6 @@ from atelier.core.training.selection import Scorer
 log = logging.getLogger(__name__)
 
 
-
 def launch_training(images: torch.Tensor, config: TrainingConfig, *, data_hash: str,
                     report: Report | None = None, labels: torch.Tensor | None = None,
                     scorer: Scorer | None = None,
@@ -79,9 +78,9 @@ def launch_training(images: torch.Tensor, config: TrainingConfig, *, data_hash: 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingJob:
-    """What rank 0 hands the other ranks of a multi-machine group (:mod:`atelier.core.jobs`): the images (a sharded
-    split, which each rank streams its share of, or a small tensor), the settings, the data
-    hash and a fine-tune's parent."""
+    """What rank 0 hands the other ranks of a multi-machine group (:mod:`atelier.core.jobs`):
+    the images (a sharded split, which each rank streams its share of, or a small tensor),
+    the settings, the data hash and a fine-tune's parent."""
 
     images: torch.Tensor | ShardedImages
     config: TrainingConfig

@@ -27,6 +27,7 @@ in the background (the next in its order), never the split.
 from __future__ import annotations
 
 import bisect
+import functools
 import logging
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -59,9 +60,13 @@ class ShardStream:
         self.counts = [shard.count for shard in images.shards]
         self.starts = images.starts()
         self._epoch_starts = [0]  # stream position where epoch i begins, grown on demand
+        # Every step asks for the orders of the epoch and shard it is in: draw each once.
+        self.shard_order = functools.lru_cache(maxsize=4)(self.shard_order)
+        self.row_order = functools.lru_cache(maxsize=4)(self.row_order)
 
     def shard_order(self, epoch: int) -> list[int]:
-        """This rank's shards in epoch ``epoch``, in the order it reads them."""
+        """This rank's shards in epoch ``epoch``, in the order it reads them (not to be
+        modified: the list is shared by the calls for the same epoch)."""
         stream = torch.Generator().manual_seed(_stream_seed(self.seed, 0, epoch) ^ _SHARD_ORDER_SALT)
         order = torch.randperm(len(self.counts), generator=stream).tolist()
         return order[self.rank::self.world_size]
@@ -71,7 +76,8 @@ class ShardStream:
         return sum(self.counts[number] for number in self.shard_order(epoch))
 
     def row_order(self, epoch: int, number: int) -> torch.Tensor:
-        """Shard ``number``'s rows (0..count-1) in the order epoch ``epoch`` reads them."""
+        """Shard ``number``'s rows (0..count-1) in the order epoch ``epoch`` reads them (not
+        to be modified, as :meth:`shard_order`)."""
         stream = torch.Generator().manual_seed(
             _stream_seed(self.seed, number, epoch) ^ _ROW_ORDER_SALT)
         return torch.randperm(self.counts[number], generator=stream)
